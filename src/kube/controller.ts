@@ -1,0 +1,107 @@
+/**
+ * Runs a reconcile function over a work queue with a fixed number of workers. The outcome of
+ * each reconcile is handled in one place: tell the queue, count it.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Logger } from '../log.ts';
+import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
+
+/** What a reconcile asks for next: nothing, or another look after a delay. */
+export type Result = { requeueAfterMs: number } | undefined;
+
+/** Metrics shared by every controller of a process, labelled by controller name. */
+export class ControllerMetrics {
+  readonly reconciles: Counter<'controller' | 'result'>;
+  readonly duration: Histogram<'controller'>;
+  readonly depth: Gauge<'controller'>;
+
+  constructor(registry: Registry) {
+    this.reconciles = new Counter({
+      name: 'imp_reconcile_total',
+      help: 'Reconciles by controller and result (success, requeue, error).',
+      labelNames: ['controller', 'result'],
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: 'imp_reconcile_duration_seconds',
+      help: 'Time spent in one reconcile.',
+      labelNames: ['controller'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
+      registers: [registry],
+    });
+    this.depth = new Gauge({
+      name: 'imp_workqueue_depth',
+      help: 'Keys waiting in the controller work queue.',
+      labelNames: ['controller'],
+      registers: [registry],
+    });
+  }
+}
+
+export interface ControllerOptions {
+  name: string;
+  log: Logger;
+  metrics: ControllerMetrics;
+  reconcile: (key: string) => Promise<Result>;
+  workers?: number;
+  queue?: WorkQueueOptions;
+}
+
+export class Controller {
+  readonly name: string;
+  readonly queue: WorkQueue;
+  private readonly opts: ControllerOptions;
+  private workers: Promise<void>[] = [];
+
+  constructor(options: ControllerOptions) {
+    this.opts = options;
+    this.name = options.name;
+    this.queue = new WorkQueue(options.queue);
+  }
+
+  enqueue(key: string): void {
+    this.queue.add(key);
+    this.opts.metrics.depth.set({ controller: this.name }, this.queue.depth);
+  }
+
+  start(): void {
+    const count = this.opts.workers ?? 2;
+    for (let i = 0; i < count; i++) this.workers.push(this.work());
+  }
+
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+    this.workers = [];
+  }
+
+  private async work(): Promise<void> {
+    const { log, metrics, reconcile } = this.opts;
+    const controller = this.name;
+    for (let key = await this.queue.get(); key !== undefined; key = await this.queue.get()) {
+      metrics.depth.set({ controller }, this.queue.depth);
+      const endTimer = metrics.duration.startTimer({ controller });
+      let result: Result;
+      let error: unknown;
+      try {
+        result = await reconcile(key);
+      } catch (err) {
+        error = err;
+      }
+      endTimer();
+      if (error) {
+        log.error({ controller, key, err: error }, 'reconcile failed');
+        this.queue.addRateLimited(key);
+        metrics.reconciles.inc({ controller, result: 'error' });
+      } else if (result) {
+        this.queue.forget(key);
+        this.queue.addAfter(key, result.requeueAfterMs);
+        metrics.reconciles.inc({ controller, result: 'requeue' });
+      } else {
+        this.queue.forget(key);
+        metrics.reconciles.inc({ controller, result: 'success' });
+      }
+      this.queue.done(key);
+    }
+  }
+}
