@@ -1,5 +1,6 @@
 /** Helpers for status conditions as the Kubernetes API conventions define them. */
 import type { Static } from '@sinclair/typebox';
+import { apiTime } from '../kube/time.ts';
 import type { Condition as ConditionSchema } from './schema.ts';
 
 export type Condition = Static<typeof ConditionSchema>;
@@ -26,9 +27,7 @@ export function setCondition(
   const index = list.findIndex((c) => c.type === input.type);
   const previous = index >= 0 ? list[index] : undefined;
   const lastTransitionTime =
-    previous && previous.status === input.status
-      ? previous.lastTransitionTime
-      : now.toISOString().replace(/\.\d+Z$/, 'Z');
+    previous && previous.status === input.status ? previous.lastTransitionTime : apiTime(now);
   const next: Condition = { ...input, lastTransitionTime };
   if (index >= 0) list[index] = next;
   else list.push(next);

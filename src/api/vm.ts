@@ -50,6 +50,16 @@ export const ImpVMStatus = Type.Object({
   bootDurationSeconds: Type.Optional(
     Type.Number({ description: 'Seconds from VMM start to guest ready.' }),
   ),
+  resources: Type.Optional(
+    Type.Object(
+      {
+        vcpus: Type.Integer({ minimum: 1 }),
+        memoryMiB: Type.Integer({ minimum: 1 }),
+        diskMiB: Type.Integer({ minimum: 1 }),
+      },
+      { description: 'The sizing the VM was scheduled with.' },
+    ),
+  ),
   imageDigest: Type.Optional(Type.String({ description: 'Digest of the image that booted.' })),
   exitCode: Type.Optional(Type.Integer({ description: 'Exit code of the last workload run.' })),
   restartCount: Type.Optional(Type.Integer({ minimum: 0 })),

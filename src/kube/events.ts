@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts';
 import type { KubeClient } from './client.ts';
 import type { KubeObject } from './object.ts';
 import { resources } from './resources.ts';
+import { microTime } from './time.ts';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -79,9 +80,4 @@ export class EventRecorder {
       this.log.warn({ err, reason, name: regarding.metadata.name }, 'recording an event failed');
     }
   }
-}
-
-/** events.k8s.io wants MicroTime: RFC 3339 with six fractional digits. */
-function microTime(date: Date): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }

@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import { isConflict, isNotFound, type KubeClient } from './client.ts';
 import type { KubeObject } from './object.ts';
 import { resources } from './resources.ts';
+import { microTime } from './time.ts';
 
 interface LeaseSpec {
   holderIdentity?: string;
@@ -119,7 +120,7 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { client, namespace, name, identity, leaseDurationMs } = this.opts;
-    const now = new Date().toISOString();
+    const now = microTime(new Date());
     const lease = await this.read();
     const durationSeconds = Math.ceil(leaseDurationMs / 1000);
     if (!lease) {

@@ -34,6 +34,13 @@ export const resources = {
   ClusterImpConfig: imp('ClusterImpConfig'),
   ClusterImpNodeProfile: imp('ClusterImpNodeProfile'),
   Node: { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false },
+  Namespace: {
+    group: '',
+    version: 'v1',
+    kind: 'Namespace',
+    plural: 'namespaces',
+    namespaced: false,
+  },
   Secret: { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
   Event: {
     group: 'events.k8s.io',

@@ -1,0 +1,342 @@
+/**
+ * The ImpVM controller: resolves the effective spec, binds the VM to a node, gives it an
+ * address, expires it, and summarises its phase. Deletion releases what the VM held.
+ */
+import {
+  FIELD_MANAGER_OPERATOR,
+  FINALIZER_AGENT,
+  FINALIZER_OPERATOR,
+} from '../../api/agentlease.ts';
+import { type EffectiveSpec, expireAfterMs, resolveSpec } from '../../api/effective.ts';
+import { isNotFound } from '../../kube/client.ts';
+import type { Result } from '../../kube/controller.ts';
+import { keyOf } from '../../kube/object.ts';
+import { resources } from '../../kube/resources.ts';
+import { apiTime } from '../../kube/time.ts';
+import { updateWithRetry } from '../../kube/update.ts';
+import type { ImpVM, ImpVMTemplate, OperatorContext } from '../context.ts';
+import { holderOf, SubnetFullError } from '../ipam/allocator.ts';
+import { macFor } from '../ipam/subnet.ts';
+import type { Placer } from '../scheduler/placement.ts';
+import {
+  condition,
+  type OperatorStatus,
+  ownedStatus,
+  sameStatus,
+  summarisePhase,
+} from './status.ts';
+
+const RETRY_MS = 15_000;
+
+interface Inputs {
+  spec: EffectiveSpec;
+  template: ImpVMTemplate | undefined;
+  poolExpireAfter: string | number | undefined;
+}
+
+type InputProblem = { reason: string; message: string };
+
+export class VMController {
+  private readonly ctx: OperatorContext;
+  private readonly placer: Placer;
+  /** When the operator first saw each unscheduled VM, for the scheduling latency metric. */
+  private readonly firstSeen = new Map<string, number>();
+
+  constructor(ctx: OperatorContext, placer: Placer) {
+    this.ctx = ctx;
+    this.placer = placer;
+  }
+
+  seen(key: string): void {
+    if (!this.firstSeen.has(key)) this.firstSeen.set(key, performance.now());
+  }
+
+  reconcile = async (key: string): Promise<Result> => {
+    const vm = this.ctx.informers.vms.get(key);
+    if (!vm) {
+      this.placer.forget(key);
+      this.firstSeen.delete(key);
+      return undefined;
+    }
+    if (vm.metadata.deletionTimestamp) return await this.finalize(vm);
+    if (!vm.metadata.finalizers?.includes(FINALIZER_OPERATOR)) {
+      // The update event brings the VM back through the queue with the finalizer in place.
+      await this.addFinalizer(vm);
+      return undefined;
+    }
+
+    const now = this.ctx.clock.now();
+    const status = ownedStatus(vm);
+    const inputs = this.inputs(vm);
+    let requeue: number | undefined;
+    if ('reason' in inputs) {
+      condition(status, vm, 'Ready', false, inputs.reason, inputs.message, now);
+      await this.warnOnce(vm, inputs.reason, inputs.message);
+      requeue = RETRY_MS;
+    } else {
+      requeue = minDelay(
+        await this.schedule(vm, inputs.spec, status, now),
+        await this.allocateAddress(vm, inputs.spec, status, now),
+        await this.expire(vm, inputs, status, now),
+      );
+      if (requeue === -1) return undefined; // expired and deleted
+    }
+    this.summarise(vm, status, now);
+    await this.writeStatus(vm, status);
+    return requeue === undefined ? undefined : { requeueAfterMs: requeue };
+  };
+
+  /** Reads template, class, pool and cluster config; reports what is missing. */
+  private inputs(vm: ImpVM): Inputs | InputProblem {
+    const { informers } = this.ctx;
+    const ns = vm.metadata.namespace;
+    const templateName = vm.spec?.templateRef?.name;
+    const template = templateName ? informers.templates.get(`${ns}/${templateName}`) : undefined;
+    if (templateName && !template) {
+      return {
+        reason: 'TemplateNotFound',
+        message: `ImpVMTemplate ${templateName} does not exist in namespace ${ns}`,
+      };
+    }
+    const config = informers.configs.get('default')?.spec;
+    const className =
+      vm.spec?.classRef?.name ?? template?.spec?.classRef?.name ?? config?.defaults?.classRef?.name;
+    const vmClass = className ? informers.classes.get(className) : undefined;
+    if (className && !vmClass) {
+      return { reason: 'ClassNotFound', message: `ImpVMClass ${className} does not exist` };
+    }
+    let spec: EffectiveSpec;
+    try {
+      spec = resolveSpec({
+        vm: vm.spec ?? {},
+        template: template?.spec,
+        vmClass: vmClass?.spec,
+        config,
+      });
+    } catch (err) {
+      return { reason: 'InvalidSpec', message: (err as Error).message };
+    }
+    if (!spec.image && !vm.spec?.restoreFrom) {
+      return { reason: 'NoImage', message: 'neither spec.image nor the template names an image' };
+    }
+    return { spec, template, poolExpireAfter: this.poolExpireAfter(vm) };
+  }
+
+  private poolExpireAfter(vm: ImpVM): string | number | undefined {
+    const owner = vm.metadata.ownerReferences?.find((o) => o.controller);
+    const key = `${vm.metadata.namespace}/${owner?.name}`;
+    if (owner?.kind === 'ImpWarmPool') {
+      return this.ctx.informers.warmPools.get(key)?.spec?.expireAfter;
+    }
+    if (owner?.kind === 'ImpVMRunnerPool') {
+      return this.ctx.informers.runnerPools.get(key)?.spec?.expireAfter;
+    }
+    return undefined;
+  }
+
+  /** Binds the VM to a node, or explains why none fits. */
+  private async schedule(vm: ImpVM, spec: EffectiveSpec, status: OperatorStatus, now: Date) {
+    if (status.nodeName) return undefined;
+    const key = keyOf(vm.metadata);
+    this.seen(key);
+    const policy = this.ctx.informers.configs.get('default')?.spec?.scheduling?.policy ?? 'Spread';
+    const sizing = { vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB };
+    const placement = await this.placer.place(vm, spec, policy, async (node) => {
+      // Bind durably before anything else can count on it.
+      status.nodeName = node;
+      status.resources = sizing;
+      condition(status, vm, 'Scheduled', true, 'Scheduled', `bound to node ${node}`, now);
+      await this.writeStatus(vm, status);
+    });
+    if (placement.message === undefined) {
+      const started = this.firstSeen.get(key);
+      if (started !== undefined) {
+        this.ctx.metrics.schedulingSeconds.observe((performance.now() - started) / 1000);
+        this.firstSeen.delete(key);
+      }
+      await this.ctx.events.record(vm, 'Normal', 'Scheduled', `bound to node ${placement.node}`);
+      return undefined;
+    }
+    condition(status, vm, 'Scheduled', false, 'Unschedulable', placement.message, now);
+    await this.ctx.events.record(vm, 'Warning', 'FailedScheduling', placement.message);
+    return RETRY_MS;
+  }
+
+  /** Gives the VM an address on its network. */
+  private async allocateAddress(vm: ImpVM, spec: EffectiveSpec, status: OperatorStatus, now: Date) {
+    const network = spec.networkName;
+    // Only bound VMs hold addresses, so a VM waiting for capacity keeps none from others.
+    if (!network || !status.nodeName || (status.ip && status.network === network)) {
+      return undefined;
+    }
+    const ns = vm.metadata.namespace!;
+    if (!this.ctx.informers.networks.get(`${ns}/${network}`)) {
+      const message = `ImpNetwork ${network} does not exist in namespace ${ns}`;
+      condition(status, vm, 'AddressAllocated', false, 'NetworkNotFound', message, now);
+      await this.warnOnce(vm, 'NetworkNotFound', message);
+      return RETRY_MS;
+    }
+    try {
+      const ip = await this.ctx.allocator.allocate(ns, network, holderOf(vm));
+      Object.assign(status, { ip, mac: macFor(ip), network });
+      condition(status, vm, 'AddressAllocated', true, 'Allocated', `${ip} from ${network}`, now);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof SubnetFullError)) throw err;
+      condition(status, vm, 'AddressAllocated', false, 'SubnetFull', err.message, now);
+      await this.ctx.events.record(vm, 'Warning', 'SubnetFull', err.message);
+      return RETRY_MS;
+    }
+  }
+
+  /** Deletes the VM once its expiry time has passed; -1 means it was deleted. */
+  private async expire(vm: ImpVM, inputs: Inputs, status: OperatorStatus, now: Date) {
+    const ms = expireAfterMs({
+      vm: vm.spec ?? {},
+      pool: inputs.poolExpireAfter,
+      template: inputs.template?.spec,
+    });
+    const runningAt = vm.status?.runningAt;
+    if (!ms || !runningAt) {
+      status.expiresAt = undefined;
+      return undefined;
+    }
+    const at = Date.parse(runningAt) + ms;
+    status.expiresAt = apiTime(new Date(at));
+    const remaining = at - now.getTime();
+    if (remaining > 0) return Math.min(remaining, 60_000);
+    await this.ctx.events.record(
+      vm,
+      'Normal',
+      'Expired',
+      `expired ${Math.round(ms / 1000)}s after it first ran at ${runningAt}; deleting`,
+    );
+    await this.ctx.client.delete(resources.ImpVM, vm.metadata.name, vm.metadata.namespace);
+    return -1;
+  }
+
+  private summarise(vm: ImpVM, status: OperatorStatus, now: Date): void {
+    status.phase = summarisePhase(vm, status);
+    status.observedGeneration = vm.metadata.generation;
+    const ready = status.phase === 'Running';
+    const blocking = status.conditions.find((c) => c.type !== 'Ready' && c.status === 'False');
+    if (ready) condition(status, vm, 'Ready', true, 'GuestReady', 'the guest is up', now);
+    else if (blocking)
+      condition(status, vm, 'Ready', false, blocking.reason, blocking.message, now);
+    else if (status.phase !== 'Pending' || !status.conditions.some((c) => c.type === 'Ready')) {
+      condition(status, vm, 'Ready', false, status.phase, `the VM is ${status.phase}`, now);
+    }
+  }
+
+  private async writeStatus(vm: ImpVM, status: OperatorStatus): Promise<void> {
+    if (sameStatus(status, ownedStatus(vm))) return;
+    const body = Object.fromEntries(Object.entries(status).filter(([, v]) => v !== undefined));
+    await this.ctx.client.apply<ImpVM>(
+      resources.ImpVM,
+      {
+        metadata: { name: vm.metadata.name, namespace: vm.metadata.namespace },
+        status: body,
+      },
+      FIELD_MANAGER_OPERATOR,
+      'status',
+    );
+  }
+
+  /** Records a warning the first time a condition turns False for this reason. */
+  private async warnOnce(vm: ImpVM, reason: string, message: string) {
+    const before = ownedStatus(vm).conditions.find((c) => c.reason === reason);
+    if (!before) await this.ctx.events.record(vm, 'Warning', reason, message);
+  }
+
+  private async addFinalizer(vm: ImpVM): Promise<void> {
+    await updateWithRetry<ImpVM>(
+      this.ctx.client,
+      resources.ImpVM,
+      vm.metadata.name,
+      vm.metadata.namespace,
+      (fresh) => {
+        if (fresh.metadata.deletionTimestamp) return false;
+        const finalizers = fresh.metadata.finalizers ?? [];
+        if (finalizers.includes(FINALIZER_OPERATOR)) return false;
+        fresh.metadata.finalizers = [...finalizers, FINALIZER_OPERATOR];
+        return true;
+      },
+    );
+  }
+
+  /** Releases what the VM holds, in order, then lets the API server delete it. */
+  private async finalize(vm: ImpVM): Promise<Result> {
+    const { ctx } = this;
+    const finalizers = vm.metadata.finalizers ?? [];
+
+    // The agent stops the VMM and frees node resources; wait for it unless its node is lost.
+    if (finalizers.includes(FINALIZER_AGENT)) {
+      const wait = await this.waitForAgent(vm);
+      if (wait !== undefined) return { requeueAfterMs: wait };
+    }
+
+    // Free the address.
+    if (vm.status?.network) {
+      try {
+        const holder = holderOf(vm);
+        await ctx.allocator.release(vm.metadata.namespace!, vm.status.network, (h) => h === holder);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+
+    // Let the deletion finish.
+    this.placer.forget(keyOf(vm.metadata));
+    await this.removeFinalizers(vm, [FINALIZER_OPERATOR]);
+    return undefined;
+  }
+
+  /** Milliseconds to wait for the node's agent, or undefined once it may be bypassed. */
+  private async waitForAgent(vm: ImpVM): Promise<number | undefined> {
+    const node = vm.status?.nodeName;
+    const lease = node
+      ? this.ctx.informers.agentLeases.get(`${this.ctx.namespace}/imp-agent-${node}`)
+      : undefined;
+    if (node && this.placer.leaseAlive(lease)) return 5_000;
+    const since = Date.parse(vm.metadata.deletionTimestamp!);
+    const waited = this.ctx.clock.now().getTime() - since;
+    if (waited < this.ctx.lostNodeGraceMs) return this.ctx.lostNodeGraceMs - waited;
+    await this.ctx.events.record(
+      vm,
+      'Warning',
+      'AgentUnreachable',
+      `no live agent on node ${node ?? '(none)'} after ${Math.round(waited / 1000)}s; ` +
+        'completing deletion without it (anything left on the node is cleaned by its agent ' +
+        'when it returns)',
+    );
+    await this.removeFinalizers(vm, [FINALIZER_AGENT]);
+    return undefined;
+  }
+
+  private async removeFinalizers(vm: ImpVM, remove: string[]): Promise<void> {
+    try {
+      await updateWithRetry<ImpVM>(
+        this.ctx.client,
+        resources.ImpVM,
+        vm.metadata.name,
+        vm.metadata.namespace,
+        (fresh) => {
+          const before = fresh.metadata.finalizers ?? [];
+          const after = before.filter((f) => !remove.includes(f));
+          if (after.length === before.length) return false;
+          fresh.metadata.finalizers = after;
+          return true;
+        },
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+/** The smallest defined delay, -1 (stop) winning over everything. */
+function minDelay(...delays: (number | undefined)[]): number | undefined {
+  if (delays.includes(-1)) return -1;
+  const defined = delays.filter((d): d is number => d !== undefined);
+  return defined.length ? Math.min(...defined) : undefined;
+}
