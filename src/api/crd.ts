@@ -75,6 +75,9 @@ export function buildCrd(info: KindInfo): Record<string, unknown> {
           storage: true,
           subresources: { status: {} },
           additionalPrinterColumns: info.columns,
+          ...(info.selectableFields
+            ? { selectableFields: info.selectableFields.map((jsonPath) => ({ jsonPath })) }
+            : {}),
           schema: { openAPIV3Schema: root },
         },
       ],

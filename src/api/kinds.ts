@@ -44,6 +44,8 @@ export interface KindInfo {
   specRequired: boolean;
   columns: PrinterColumn[];
   rootRules?: CelRule[];
+  /** Fields clients may filter on with a field selector (JSON paths). */
+  selectableFields?: string[];
 }
 
 const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
@@ -63,6 +65,8 @@ export const kinds = {
     spec: ImpVMSpec,
     status: ImpVMStatus,
     specRequired: true,
+    // Agents watch only the VMs bound to their node.
+    selectableFields: ['.status.nodeName'],
     columns: [
       { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
       { name: 'Node', type: 'string', jsonPath: '.status.nodeName' },

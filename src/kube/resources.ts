@@ -41,6 +41,13 @@ export const resources = {
     plural: 'namespaces',
     namespaced: false,
   },
+  ConfigMap: {
+    group: '',
+    version: 'v1',
+    kind: 'ConfigMap',
+    plural: 'configmaps',
+    namespaced: true,
+  },
   Secret: { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
   Event: {
     group: 'events.k8s.io',

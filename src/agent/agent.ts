@@ -1,0 +1,199 @@
+/**
+ * The node agent: registers the node, watches the VMs bound to it, and drives each through
+ * its lifecycle. On start it re-adopts VMMs that survived a restart (same pid) and removes
+ * what belongs to VMs that no longer exist.
+ */
+import { stat } from 'node:fs/promises';
+import { agentLeaseName } from '../api/agentlease.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { Controller } from '../kube/controller.ts';
+import { EventRecorder } from '../kube/events.ts';
+import { keyOf } from '../kube/object.ts';
+import type { Logger } from '../log.ts';
+import { Heartbeat, type NodeCapacity } from './heartbeat.ts';
+import type { ImageStore } from './image/store.ts';
+import { AgentMetrics, type VMUsage } from './metrics.ts';
+import type { KernelSource, VMNetworking } from './ports.ts';
+import { StateStore } from './state.ts';
+import { createInformers, type Informers } from './vm/informers.ts';
+import { diskPath, shortId } from './vm/provision.ts';
+import { VMReconciler } from './vm/reconciler.ts';
+import type { Driver, MachineSpec } from './vmm/types.ts';
+
+export interface AgentOptions {
+  client: KubeClient;
+  log: Logger;
+  node: string;
+  /** Namespace of the heartbeat Lease (the operator's). */
+  namespace: string;
+  stateDir: string;
+  capacity: NodeCapacity;
+  driver: Driver;
+  images: ImageStore;
+  networking: VMNetworking;
+  kernel: KernelSource;
+  netns?: string;
+  workers?: number;
+  stopTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  /** How often to look for leftovers of vanished VMs (default 60 s). */
+  sweepIntervalMs?: number;
+}
+
+export class Agent {
+  readonly metrics: AgentMetrics;
+  readonly informers: Informers;
+  readonly reconciler: VMReconciler;
+  private readonly opts: AgentOptions;
+  private readonly state: StateStore;
+  private readonly controller: Controller;
+  private readonly heartbeat: Heartbeat;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private started = false;
+
+  constructor(options: AgentOptions) {
+    this.opts = options;
+    const { client, log, node } = options;
+    this.metrics = new AgentMetrics(node);
+    this.state = new StateStore(options.stateDir);
+    this.informers = createInformers(client, log, node);
+    this.controller = new Controller({
+      name: 'agent-vm',
+      log: log.child({ controller: 'agent-vm', node }),
+      metrics: this.metrics.controllers,
+      reconcile: (key) => this.reconciler.reconcile(key),
+      workers: options.workers ?? 4,
+    });
+    this.reconciler = new VMReconciler({
+      client,
+      log: log.child({ node }),
+      node,
+      informers: this.informers,
+      state: this.state,
+      driver: options.driver,
+      images: options.images,
+      networking: options.networking,
+      kernel: options.kernel,
+      events: new EventRecorder({ client, log, controller: 'imp.dev/agent', instance: node }),
+      metrics: this.metrics,
+      netns: options.netns,
+      stopTimeoutMs: options.stopTimeoutMs,
+      enqueue: (key) => this.controller.enqueue(key),
+    });
+    this.heartbeat = new Heartbeat({
+      client,
+      log,
+      namespace: options.namespace,
+      node,
+      capacity: options.capacity,
+      runningVMs: () => this.reconciler.running,
+      intervalMs: options.heartbeatIntervalMs,
+    });
+    this.metrics.usage = () => this.usage();
+  }
+
+  get ready(): boolean {
+    return this.started;
+  }
+
+  async start(): Promise<void> {
+    const { log, node } = this.opts;
+    await this.state.init();
+    for (const informer of Object.values(this.informers)) informer.start();
+    await Promise.all(Object.values(this.informers).map((i) => i.synced));
+    await this.adopt();
+    await this.sweep();
+    this.informers.vms.on({
+      added: (vm) => this.controller.enqueue(keyOf(vm.metadata)),
+      updated: (vm) => this.controller.enqueue(keyOf(vm.metadata)),
+      deleted: (vm) =>
+        void this.reconciler
+          .teardown(vm.metadata.uid!)
+          .catch((err) =>
+            log.error({ err, vm: keyOf(vm.metadata) }, 'tearing down a deleted VM failed'),
+          ),
+    });
+    for (const vm of this.informers.vms.list()) this.controller.enqueue(keyOf(vm.metadata));
+    this.controller.start();
+    await this.heartbeat.start();
+    this.sweepTimer = setInterval(
+      () => void this.sweep().catch((err) => log.warn({ err }, 'sweep failed')),
+      this.opts.sweepIntervalMs ?? 60_000,
+    );
+    this.sweepTimer.unref();
+    this.started = true;
+    log.info({ node, lease: agentLeaseName(node) }, 'agent started');
+  }
+
+  /**
+   * Stops watching and heart-beating. VMMs keep running (a restarted agent adopts them);
+   * pass `stopVMs` to shut them down too, as `imp local down` does.
+   */
+  async stop(options: { stopVMs?: boolean } = {}): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.controller.stop();
+    await this.heartbeat.stop(options.stopVMs);
+    if (options.stopVMs) {
+      for (const record of await this.state.list()) await this.reconciler.teardown(record.uid);
+    }
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    this.started = false;
+  }
+
+  /** Re-attaches to VMMs recorded in the state dir that are still running. */
+  private async adopt(): Promise<void> {
+    const { driver, log } = this.opts;
+    for (const record of await this.state.list()) {
+      if (!record.pid || !record.machine) continue;
+      try {
+        const machine = await driver.adopt(record.machine as MachineSpec, record.pid);
+        const vm = { metadata: { name: record.name, namespace: record.namespace } };
+        this.reconciler.track(vm, record, machine);
+        log.info({ vm: `${record.namespace}/${record.name}`, pid: record.pid }, 'adopted VMM');
+      } catch (err) {
+        log.warn(
+          { err, vm: `${record.namespace}/${record.name}`, pid: record.pid },
+          'could not adopt the VMM; treating it as exited',
+        );
+      }
+    }
+  }
+
+  /** Removes VMs (and network leftovers) whose objects are gone or moved elsewhere. */
+  private async sweep(): Promise<void> {
+    const present = new Set(this.informers.vms.list().map((vm) => vm.metadata.uid!));
+    const keepNetworks = new Set<string>();
+    const keepVMs = new Set<string>();
+    for (const record of await this.state.list()) {
+      if (!present.has(record.uid)) {
+        this.opts.log.info(
+          { vm: `${record.namespace}/${record.name}` },
+          'cleaning up a vanished VM',
+        );
+        await this.reconciler.teardown(record.uid);
+        continue;
+      }
+      if (record.networkId) keepNetworks.add(record.networkId);
+      if (record.tap) keepVMs.add(shortId(record.uid));
+    }
+    await this.opts.networking.cleanup({ networks: keepNetworks, vms: keepVMs });
+  }
+
+  private async usage(): Promise<VMUsage[]> {
+    const out: VMUsage[] = [];
+    for (const vm of this.informers.vms.list()) {
+      const uid = vm.metadata.uid!;
+      const usage: VMUsage = {
+        namespace: vm.metadata.namespace ?? '',
+        name: vm.metadata.name,
+        phase: vm.status?.phase ?? 'Pending',
+      };
+      const machine = this.reconciler.machine(uid);
+      if (machine) Object.assign(usage, await machine.stats().catch(() => ({})));
+      const disk = await stat(diskPath(this.state.vmDir(uid))).catch(() => undefined);
+      if (disk) usage.diskBytes = disk.blocks * 512;
+      out.push(usage);
+    }
+    return out;
+  }
+}

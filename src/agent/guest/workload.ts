@@ -1,0 +1,49 @@
+/**
+ * Writes `/.imp/workload.sh`, the guest init's description of what to run (format:
+ * docs/guest.md), from the image config and the VM's overrides. The rules follow
+ * Kubernetes: `command` replaces the entrypoint and drops the image's cmd; `args` replaces
+ * the cmd; `env` adds to (and overrides) the image's environment.
+ */
+import type { ImageConfig } from '../image/manifest.ts';
+
+export interface WorkloadOverrides {
+  command?: string[];
+  args?: string[];
+  /** Resolved `NAME=value` pairs (valueFrom already looked up). */
+  env: { name: string; value: string }[];
+  workingDir?: string;
+  user?: string;
+}
+
+/** Single-quotes a word for POSIX sh: the one quoting rule the guest relies on. */
+export function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+export function argvFor(image: ImageConfig, overrides: WorkloadOverrides): string[] {
+  if (overrides.command) return [...overrides.command, ...(overrides.args ?? [])];
+  return [...image.entrypoint, ...(overrides.args ?? image.cmd)];
+}
+
+export function workloadScript(image: ImageConfig, overrides: WorkloadOverrides): string {
+  const argv = argvFor(image, overrides);
+  if (argv.length === 0) {
+    throw new Error(
+      'nothing to run: the image has no entrypoint or cmd and the VM sets no command',
+    );
+  }
+  const env = new Map<string, string>();
+  for (const entry of image.env) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  for (const { name, value } of overrides.env) env.set(name, value);
+  const lines = ['# Written by the Imp agent; format 1 of docs/guest.md.'];
+  const workdir = overrides.workingDir ?? image.workingDir;
+  if (workdir) lines.push(`IMP_WORKDIR=${shellQuote(workdir)}`);
+  const user = overrides.user ?? image.user;
+  if (user) lines.push(`IMP_USER=${shellQuote(user)}`);
+  for (const [name, value] of env) lines.push(`imp_env ${shellQuote(`${name}=${value}`)}`);
+  for (const word of argv) lines.push(`imp_arg ${shellQuote(word)}`);
+  return `${lines.join('\n')}\n`;
+}

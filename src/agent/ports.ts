@@ -1,0 +1,42 @@
+/**
+ * The node-side services the agent drives, as small interfaces, so the lifecycle code reads
+ * the same whichever implementation (or namespace) is behind them.
+ */
+
+export interface NetworkParams {
+  id: string;
+  subnet: string;
+  gateway: string;
+  nat: boolean;
+  blockMetadata: boolean;
+  blockNode: boolean;
+}
+
+export interface VMNetworking {
+  ensureNetwork(params: NetworkParams): Promise<{ bridge: string }>;
+  attachVM(params: { networkId: string; vmId: string }): Promise<{ tap: string }>;
+  detachVM(vmId: string): Promise<void>;
+  /** Removes Imp devices and rules not named in `keep`. */
+  cleanup(keep: { networks: Set<string>; vms: Set<string> }): Promise<void>;
+}
+
+export interface GuestKernel {
+  kernelPath: string;
+  initrdPath?: string;
+}
+
+export interface BootArgsParams {
+  /** `a.b.c.d/prefix`, when the VM has a network. */
+  address?: string;
+  gateway?: string;
+  dns: string[];
+  search: string[];
+  hostname: string;
+  /** Extra arguments from the class or node profile. */
+  extra?: string;
+}
+
+export interface KernelSource {
+  kernel(): Promise<GuestKernel>;
+  bootArgs(params: BootArgsParams): string;
+}

@@ -1,0 +1,426 @@
+/**
+ * The agent's per-VM lifecycle: provision (image, disk, network), start the VMM, watch the
+ * guest come up, handle exits by restart policy, and tear everything down on deletion. Each
+ * step is visible in the VM's conditions and events, and every fact needed after an agent
+ * restart is in the state store before the step that depends on it.
+ */
+import { FIELD_MANAGER_AGENT, FINALIZER_AGENT } from '../../api/agentlease.ts';
+import { findCondition } from '../../api/conditions.ts';
+import { isNotFound, type KubeClient } from '../../kube/client.ts';
+import type { Result } from '../../kube/controller.ts';
+import type { EventRecorder } from '../../kube/events.ts';
+import { keyOf } from '../../kube/object.ts';
+import { resources } from '../../kube/resources.ts';
+import { apiTime } from '../../kube/time.ts';
+import { updateWithRetry } from '../../kube/update.ts';
+import type { Logger } from '../../log.ts';
+import { ConsoleWatcher } from '../guest/console.ts';
+import { workloadScript } from '../guest/workload.ts';
+import type { ImageStore } from '../image/store.ts';
+import type { AgentMetrics } from '../metrics.ts';
+import type { KernelSource, VMNetworking } from '../ports.ts';
+import type { StateStore, VMRecord } from '../state.ts';
+import type { Driver, Machine, MachineSpec } from '../vmm/types.ts';
+import type { Informers } from './informers.ts';
+import {
+  diskPath,
+  effectiveSpec,
+  ProvisionError,
+  pullAuth,
+  resolveEnv,
+  runDir,
+  shortId,
+  vmNetwork,
+} from './provision.ts';
+import {
+  type AgentStatus,
+  currentAgentStatus,
+  type ImpVM,
+  setAgentCondition,
+  statusFromRecord,
+} from './status.ts';
+
+export interface ReconcilerOptions {
+  client: KubeClient;
+  log: Logger;
+  node: string;
+  informers: Informers;
+  state: StateStore;
+  driver: Driver;
+  images: ImageStore;
+  networking: VMNetworking;
+  kernel: KernelSource;
+  events: EventRecorder;
+  metrics: AgentMetrics;
+  /** Run VMMs inside this network namespace (local mode and tests). */
+  netns?: string;
+  /** Graceful shutdown budget before the VMM is killed. */
+  stopTimeoutMs?: number;
+  /** Called when a VM needs another look (VMM exit). */
+  enqueue: (key: string) => void;
+}
+
+const BOOT_POLL_MS = 250;
+
+export class VMReconciler {
+  private readonly opts: ReconcilerOptions;
+  private readonly machines = new Map<string, Machine>();
+  private readonly consoles = new Map<string, ConsoleWatcher>();
+
+  constructor(options: ReconcilerOptions) {
+    this.opts = options;
+  }
+
+  /** VMs with a live VMM on this node. */
+  get running(): number {
+    return this.machines.size;
+  }
+
+  machine(uid: string): Machine | undefined {
+    return this.machines.get(uid);
+  }
+
+  reconcile = async (key: string): Promise<Result> => {
+    const vm = this.opts.informers.vms.get(key);
+    if (!vm) return undefined; // gone: the sweep cleans what it left
+    const uid = vm.metadata.uid!;
+    if (vm.metadata.deletionTimestamp || vm.status?.nodeName !== this.opts.node) {
+      await this.teardown(uid, vm);
+      await this.removeFinalizer(vm);
+      return undefined;
+    }
+    await this.addFinalizer(vm);
+
+    const record = (await this.opts.state.get(uid)) ?? this.newRecord(vm);
+    const status = statusFromRecord(vm, record, this.machines.get(uid)?.pid);
+    let result: Result;
+    try {
+      result = await this.step(vm, record, status);
+    } catch (err) {
+      if (!(err instanceof ProvisionError)) throw err;
+      setAgentCondition(status, vm, 'Provisioned', false, err.reason, err.message);
+      await this.opts.events.record(vm, 'Warning', err.reason, err.message);
+      result = { requeueAfterMs: 15_000 };
+    }
+    await this.writeStatus(vm, status);
+    return result;
+  };
+
+  /** Decides what the VM needs next and does it. */
+  private async step(vm: ImpVM, record: VMRecord, status: AgentStatus): Promise<Result> {
+    const machine = this.machines.get(record.uid);
+    if (machine) return await this.observe(vm, record, machine, status);
+    if (record.finished) return undefined;
+    if (record.pid) {
+      // The VMM went away since the last look: decide whether it comes back.
+      return await this.handleExit(vm, record, status);
+    }
+    await this.provisionAndStart(vm, record, status);
+    return { requeueAfterMs: BOOT_POLL_MS };
+  }
+
+  private newRecord(vm: ImpVM): VMRecord {
+    return {
+      uid: vm.metadata.uid!,
+      namespace: vm.metadata.namespace!,
+      name: vm.metadata.name,
+      hypervisor: this.opts.driver.type,
+      restartCount: 0,
+    };
+  }
+
+  /** Image, disk, network and VMM, each reported as it happens. */
+  private async provisionAndStart(vm: ImpVM, record: VMRecord, status: AgentStatus) {
+    const { images, state, client, kernel, driver } = this.opts;
+    const progress = async (reason: string, message: string) => {
+      setAgentCondition(status, vm, 'Provisioned', false, reason, message);
+      await this.writeStatus(vm, status);
+      await this.opts.events.record(vm, 'Normal', reason, message);
+    };
+    const spec = effectiveSpec(vm, this.opts.informers);
+    const network = vmNetwork(vm, this.opts.informers);
+    if (spec.networkName && !vm.status?.ip) {
+      throw new ProvisionError('WaitingForAddress', 'the operator has not assigned an address yet');
+    }
+    const ns = vm.metadata.namespace!;
+
+    // The image.
+    await progress('Pulling', `pulling ${spec.image}`);
+    const auth = await pullAuth(client, ns, spec.imagePullSecrets);
+    let pulled: Awaited<ReturnType<ImageStore['pull']>>;
+    try {
+      pulled = await images.pull(spec.image, { auth });
+    } catch (err) {
+      throw new ProvisionError('ImagePullFailed', (err as Error).message, { cause: err });
+    }
+    record.imageDigest = pulled.digest;
+
+    // The root disk, with the workload description for the guest init.
+    await progress('BuildingDisk', `building a ${spec.diskMiB} MiB root disk`);
+    const env = await resolveEnv(client, ns, spec.env);
+    let workload: string;
+    try {
+      workload = workloadScript(pulled.config, {
+        command: spec.command,
+        args: spec.args,
+        env,
+        workingDir: spec.workingDir,
+        user: spec.user,
+      });
+    } catch (err) {
+      throw new ProvisionError('InvalidWorkload', (err as Error).message, { cause: err });
+    }
+    const vmDir = state.vmDir(record.uid);
+    await state.put(record);
+    await images.buildRootDisk({
+      digest: pulled.digest,
+      outPath: diskPath(vmDir),
+      sizeBytes: spec.diskMiB * 1024 * 1024,
+      workload,
+    });
+
+    // The network: the node's bridge for the ImpNetwork and a TAP for this VM.
+    let tap: string | undefined;
+    if (network && vm.status?.ip) {
+      await progress('ConfiguringNetwork', `attaching to ${network.metadata.name}`);
+      const networkId = shortId(`${ns}/${network.metadata.name}`, 8);
+      const prefix = network.spec!.subnet.split('/')[1];
+      const gateway = network.status?.gateway ?? '';
+      await this.opts.networking.ensureNetwork({
+        id: networkId,
+        subnet: network.spec!.subnet,
+        gateway,
+        nat: network.spec?.nat?.enabled ?? false,
+        blockMetadata: network.spec?.isolation?.blockMetadata ?? true,
+        blockNode: network.spec?.isolation?.blockNode ?? true,
+      });
+      ({ tap } = await this.opts.networking.attachVM({ networkId, vmId: shortId(record.uid) }));
+      Object.assign(record, { networkId, tap, ip: `${vm.status.ip}/${prefix}` });
+    }
+
+    // The VMM.
+    const guestKernel = await kernel.kernel();
+    const machineSpec: MachineSpec = {
+      id: shortId(record.uid, 16),
+      vcpus: spec.vcpus,
+      memoryMiB: spec.memoryMiB,
+      kernelPath: spec.kernel?.path ?? guestKernel.kernelPath,
+      initrdPath: guestKernel.initrdPath,
+      bootArgs: kernel.bootArgs({
+        address: record.ip,
+        gateway: network?.status?.gateway,
+        dns: network?.spec?.dns?.servers ?? [],
+        search: network?.spec?.dns?.searches ?? [],
+        hostname: vm.spec?.hostname ?? vm.metadata.name,
+        extra: spec.kernel?.bootArgs,
+      }),
+      drives: [{ id: 'root', path: diskPath(vmDir), readOnly: false, isRoot: true }],
+      networkInterfaces:
+        tap && vm.status?.mac ? [{ id: 'eth0', tapName: tap, mac: vm.status.mac }] : [],
+      runDir: runDir(vmDir),
+      netns: this.opts.netns,
+    };
+    setAgentCondition(
+      status,
+      vm,
+      'Provisioned',
+      true,
+      'Provisioned',
+      'image, disk and network ready',
+    );
+    const machine = await driver.create(machineSpec);
+    record.machine = machineSpec;
+    record.pid = machine.pid;
+    record.startedAt = new Date().toISOString();
+    delete record.exitCode;
+    await state.put(record);
+    this.track(vm, record, machine);
+    await machine.start();
+    setAgentCondition(status, vm, 'Running', true, 'Started', `VMM pid ${machine.pid} started`);
+    setAgentCondition(
+      status,
+      vm,
+      'GuestReady',
+      false,
+      'Booting',
+      'waiting for the guest to report',
+    );
+    status.vmmPid = machine.pid;
+    status.exitCode = undefined;
+    await this.opts.events.record(vm, 'Normal', 'Started', `${driver.type} VMM pid ${machine.pid}`);
+  }
+
+  /** Remembers a live VMM and brings its VM back to the queue when it exits. */
+  track(vm: Pick<ImpVM, 'metadata'>, record: VMRecord, machine: Machine): void {
+    this.machines.set(record.uid, machine);
+    const consoleWatcher = new ConsoleWatcher(machine.consoleLogPath);
+    this.consoles.set(record.uid, consoleWatcher);
+    void machine.exited.then((how) => {
+      if (this.machines.get(record.uid) !== machine) return;
+      this.machines.delete(record.uid);
+      this.opts.log.info({ vm: keyOf(vm.metadata), pid: machine.pid, how }, 'VMM exited');
+      this.opts.enqueue(keyOf(vm.metadata));
+    });
+  }
+
+  /** A VMM is running: watch for the guest's ready and exit markers. */
+  private async observe(vm: ImpVM, record: VMRecord, machine: Machine, status: AgentStatus) {
+    const consoleState = await this.consoles.get(record.uid)!.poll();
+    status.vmmPid = machine.pid;
+    if (consoleState.error) {
+      const { reason, message } = consoleState.error;
+      setAgentCondition(status, vm, 'GuestReady', false, reason, message || reason);
+      return { requeueAfterMs: 1_000 };
+    }
+    if (consoleState.ready) {
+      if (!record.runningAt) {
+        const started = Date.parse(record.startedAt ?? new Date().toISOString());
+        record.bootDurationSeconds = (Date.now() - started) / 1000;
+        record.runningAt = apiTime(new Date());
+        await this.opts.state.put(record);
+        this.opts.metrics.bootSeconds.observe(record.bootDurationSeconds);
+        await this.opts.events.record(
+          vm,
+          'Normal',
+          'GuestReady',
+          `guest ready after ${record.bootDurationSeconds.toFixed(2)}s`,
+        );
+      }
+      Object.assign(status, statusFromRecord(vm, record, machine.pid));
+      setAgentCondition(status, vm, 'Running', true, 'Running', `VMM pid ${machine.pid}`);
+      setAgentCondition(status, vm, 'GuestReady', true, 'GuestReady', 'the guest reported ready');
+      return undefined;
+    }
+    return { requeueAfterMs: BOOT_POLL_MS };
+  }
+
+  /** The VMM is gone: report it and restart or stop per the restart policy. */
+  private async handleExit(vm: ImpVM, record: VMRecord, status: AgentStatus): Promise<Result> {
+    const consoleState = await this.consoles.get(record.uid)?.poll();
+    const exitCode = consoleState?.exitCode;
+    const policy = effectiveSpec(vm, this.opts.informers).restartPolicy;
+    const crashed = exitCode === undefined;
+    const message = crashed
+      ? `the VMM (pid ${record.pid}) exited without the workload finishing`
+      : `the workload exited with code ${exitCode}`;
+    await this.opts.events.record(
+      vm,
+      crashed ? 'Warning' : 'Normal',
+      crashed ? 'VMMExited' : 'Exited',
+      message,
+    );
+    this.opts.metrics.exits.inc({ kind: crashed ? 'crash' : 'exit' });
+    record.exitCode = exitCode;
+    delete record.pid;
+    status.vmmPid = undefined;
+    status.exitCode = exitCode;
+    setAgentCondition(status, vm, 'GuestReady', false, crashed ? 'VMMExited' : 'Exited', message);
+
+    const restart = policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0);
+    if (!restart) {
+      record.finished = exitCode === 0 ? 'Succeeded' : 'Failed';
+      setAgentCondition(status, vm, 'Running', false, record.finished, message);
+      await this.releaseNodeResources(record, false);
+      await this.opts.state.put(record);
+      return undefined;
+    }
+    record.restartCount++;
+    setAgentCondition(status, vm, 'Running', false, 'Restarting', `${message}; restarting`);
+    await this.releaseNodeResources(record, false);
+    await this.opts.state.put(record);
+    status.restartCount = record.restartCount;
+    // Back off a VM that keeps failing: 1 s, 2 s, 4 s ... up to a minute.
+    return { requeueAfterMs: Math.min(60_000, 1000 * 2 ** Math.min(record.restartCount - 1, 6)) };
+  }
+
+  /** Stops the VMM (gracefully first) and removes everything the VM had on this node. */
+  async teardown(uid: string, vm?: ImpVM): Promise<void> {
+    const record = await this.opts.state.get(uid);
+    const machine = this.machines.get(uid);
+    if (machine) {
+      this.machines.delete(uid);
+      await machine.stop(this.opts.stopTimeoutMs ?? 10_000);
+      if (vm)
+        await this.opts.events.record(vm, 'Normal', 'Stopped', `VMM pid ${machine.pid} stopped`);
+    } else if (record?.pid && processAlive(record.pid)) {
+      // A VMM this agent never adopted (it failed to): make sure it is gone.
+      process.kill(record.pid, 'SIGKILL');
+    }
+    this.consoles.delete(uid);
+    if (record) await this.releaseNodeResources(record, true);
+    await this.opts.state.remove(uid);
+  }
+
+  /** Detaches the TAP; with `all`, the disk and run dir go too (via the state dir). */
+  private async releaseNodeResources(record: VMRecord, all: boolean): Promise<void> {
+    if (record.tap) await this.opts.networking.detachVM(shortId(record.uid));
+    if (!all) {
+      delete record.tap;
+    }
+  }
+
+  private async writeStatus(vm: ImpVM, status: AgentStatus): Promise<void> {
+    const before = JSON.stringify(currentAgentStatus(vm));
+    if (JSON.stringify({ ...currentAgentStatus(vm), ...status }) === before) return;
+    const body = Object.fromEntries(Object.entries(status).filter(([, v]) => v !== undefined));
+    try {
+      await this.opts.client.apply(
+        resources.ImpVM,
+        { metadata: { name: vm.metadata.name, namespace: vm.metadata.namespace }, status: body },
+        FIELD_MANAGER_AGENT,
+        'status',
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  private async addFinalizer(vm: ImpVM): Promise<void> {
+    if (vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return;
+    await updateWithRetry<ImpVM>(
+      this.opts.client,
+      resources.ImpVM,
+      vm.metadata.name,
+      vm.metadata.namespace,
+      (fresh) => {
+        const finalizers = fresh.metadata.finalizers ?? [];
+        if (fresh.metadata.deletionTimestamp || finalizers.includes(FINALIZER_AGENT)) return false;
+        fresh.metadata.finalizers = [...finalizers, FINALIZER_AGENT];
+        return true;
+      },
+    );
+  }
+
+  private async removeFinalizer(vm: ImpVM): Promise<void> {
+    if (!vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return;
+    try {
+      await updateWithRetry<ImpVM>(
+        this.opts.client,
+        resources.ImpVM,
+        vm.metadata.name,
+        vm.metadata.namespace,
+        (fresh) => {
+          const before = fresh.metadata.finalizers ?? [];
+          fresh.metadata.finalizers = before.filter((f) => f !== FINALIZER_AGENT);
+          return fresh.metadata.finalizers.length !== before.length;
+        },
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /** True while the guest has reported ready on the VM's current VMM. */
+  isReady(vm: ImpVM): boolean {
+    return findCondition(vm.status?.conditions, 'GuestReady')?.status === 'True';
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
