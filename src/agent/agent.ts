@@ -11,6 +11,7 @@ import { EventRecorder } from '../kube/events.ts';
 import { keyOf } from '../kube/object.ts';
 import type { Logger } from '../log.ts';
 import { Heartbeat, type NodeCapacity } from './heartbeat.ts';
+import type { RegistryMirror } from './image/sources.ts';
 import type { ImageStore } from './image/store.ts';
 import { AgentMetrics, type VMUsage } from './metrics.ts';
 import type { KernelSource, VMNetworking } from './ports.ts';
@@ -29,7 +30,8 @@ export interface AgentOptions {
   stateDir: string;
   capacity: NodeCapacity;
   driver: Driver;
-  images: ImageStore;
+  /** Makes the image store for a set of registry mirrors (ClusterImpConfig). */
+  imageStore: (mirrors: RegistryMirror[]) => ImageStore;
   networking: VMNetworking;
   kernel: KernelSource;
   netns?: string;
@@ -49,6 +51,7 @@ export class Agent {
   private readonly controller: Controller;
   private readonly heartbeat: Heartbeat;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private store: { key: string; images: ImageStore } | undefined;
   private started = false;
 
   constructor(options: AgentOptions) {
@@ -71,7 +74,7 @@ export class Agent {
       informers: this.informers,
       state: this.state,
       driver: options.driver,
-      images: options.images,
+      images: (mirrors) => this.imagesFor(mirrors),
       networking: options.networking,
       kernel: options.kernel,
       events: new EventRecorder({ client, log, controller: 'imp.dev/agent', instance: node }),
@@ -138,6 +141,13 @@ export class Agent {
     }
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     this.started = false;
+  }
+
+  /** One store at a time owns the cache; it is replaced when the mirror settings change. */
+  private imagesFor(mirrors: RegistryMirror[]): ImageStore {
+    const key = JSON.stringify(mirrors);
+    if (this.store?.key !== key) this.store = { key, images: this.opts.imageStore(mirrors) };
+    return this.store.images;
   }
 
   /** Re-attaches to VMMs recorded in the state dir that are still running. */

@@ -23,6 +23,8 @@ export interface HeartbeatOptions {
   namespace: string;
   node: string;
   capacity: NodeCapacity;
+  /** Where the agent's HTTP server (tunnels, console) answers, as host:port. */
+  endpoint?: string;
   /** Reports how many VMs run on the node right now. */
   runningVMs?: () => number;
   intervalMs?: number;
@@ -87,6 +89,7 @@ export class Heartbeat {
         [agentAnnotations.vcpus]: String(capacity.vcpus),
         [agentAnnotations.memoryMiB]: String(capacity.memoryMiB),
         [agentAnnotations.runningVMs]: String(this.opts.runningVMs?.() ?? 0),
+        ...(this.opts.endpoint ? { [agentAnnotations.endpoint]: this.opts.endpoint } : {}),
       },
     };
     const spec = {

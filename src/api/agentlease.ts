@@ -21,6 +21,7 @@ export const agentAnnotations = {
   vcpus: 'imp.dev/capacity-vcpus',
   memoryMiB: 'imp.dev/capacity-memory-mib',
   runningVMs: 'imp.dev/running-vms',
+  endpoint: 'imp.dev/agent-endpoint',
 } as const;
 
 /** Label put on objects created for a VM, and on VMs created by a pool. */

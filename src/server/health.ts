@@ -8,6 +8,8 @@ export interface HealthServerOptions {
   registry: Registry;
   /** /readyz answers 200 only while this returns true. */
   ready: () => boolean;
+  /** Adds routes or server hooks before the server listens. */
+  extend?: (app: FastifyInstance) => void;
 }
 
 export async function startHealthServer(options: HealthServerOptions): Promise<FastifyInstance> {
@@ -22,6 +24,7 @@ export async function startHealthServer(options: HealthServerOptions): Promise<F
     reply.code(503);
     return 'not ready';
   });
+  options.extend?.(app);
   await app.listen({ host: options.host, port: options.port });
   return app;
 }

@@ -16,6 +16,7 @@ import { updateWithRetry } from '../../kube/update.ts';
 import type { Logger } from '../../log.ts';
 import { ConsoleWatcher } from '../guest/console.ts';
 import { workloadScript } from '../guest/workload.ts';
+import type { RegistryMirror } from '../image/sources.ts';
 import type { ImageStore } from '../image/store.ts';
 import type { AgentMetrics } from '../metrics.ts';
 import type { KernelSource, VMNetworking } from '../ports.ts';
@@ -47,7 +48,8 @@ export interface ReconcilerOptions {
   informers: Informers;
   state: StateStore;
   driver: Driver;
-  images: ImageStore;
+  /** The image store configured with the cluster's current registry mirrors. */
+  images: (mirrors: RegistryMirror[]) => ImageStore;
   networking: VMNetworking;
   kernel: KernelSource;
   events: EventRecorder;
@@ -131,7 +133,9 @@ export class VMReconciler {
 
   /** Image, disk, network and VMM, each reported as it happens. */
   private async provisionAndStart(vm: ImpVM, record: VMRecord, status: AgentStatus) {
-    const { images, state, client, kernel, driver } = this.opts;
+    const { state, client, kernel, driver } = this.opts;
+    const mirrors = this.opts.informers.configs.get('default')?.spec?.registryMirrors ?? [];
+    const images = this.opts.images(mirrors);
     const progress = async (reason: string, message: string) => {
       setAgentCondition(status, vm, 'Provisioned', false, reason, message);
       await this.writeStatus(vm, status);

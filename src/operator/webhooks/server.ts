@@ -1,0 +1,95 @@
+/**
+ * The admission webhook server (HTTPS): validation for ImpVM, ImpVMClass and ImpVMTemplate.
+ * It runs on every operator replica, leader or not, since the API server may call any.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from '../../log.ts';
+import {
+  checkClass,
+  checkVM,
+  checkWorkload,
+  type FieldProblem,
+  formatProblems,
+} from './validate.ts';
+
+interface AdmissionRequest {
+  uid: string;
+  kind: { kind: string };
+  operation: string;
+  name?: string;
+  object?: { metadata?: { name?: string }; spec?: unknown; status?: unknown };
+  oldObject?: { spec?: unknown; status?: unknown };
+}
+
+interface AdmissionReview {
+  apiVersion: string;
+  kind: 'AdmissionReview';
+  request?: AdmissionRequest;
+}
+
+export const webhookPaths = {
+  ImpVM: '/validate/impvm',
+  ImpVMClass: '/validate/impvmclass',
+  ImpVMTemplate: '/validate/impvmtemplate',
+} as const;
+
+type Check = (request: AdmissionRequest) => FieldProblem[];
+
+const checks: Record<keyof typeof webhookPaths, Check> = {
+  // biome-ignore lint/suspicious/noExplicitAny: admission objects are untyped JSON
+  ImpVM: (r) => checkVM((r.object?.spec ?? {}) as any, r.oldObject as any),
+  // biome-ignore lint/suspicious/noExplicitAny: admission objects are untyped JSON
+  ImpVMClass: (r) => checkClass((r.object?.spec ?? {}) as any),
+  // biome-ignore lint/suspicious/noExplicitAny: admission objects are untyped JSON
+  ImpVMTemplate: (r) => checkWorkload((r.object?.spec ?? {}) as any),
+};
+
+export interface WebhookServerOptions {
+  host: string;
+  port: number;
+  cert: string | Buffer;
+  key: string | Buffer;
+  log: Logger;
+}
+
+export async function startWebhookServer(options: WebhookServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, https: { cert: options.cert, key: options.key } });
+  for (const [kind, path] of Object.entries(webhookPaths) as [
+    keyof typeof webhookPaths,
+    string,
+  ][]) {
+    app.post(path, async (req) => {
+      const review = req.body as AdmissionReview;
+      const request = review.request;
+      if (!request) return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
+      let problems: FieldProblem[];
+      try {
+        problems = request.operation === 'DELETE' ? [] : checks[kind](request);
+      } catch (err) {
+        options.log.error({ err, kind }, 'admission check failed');
+        problems = [{ field: 'spec', message: `could not be checked: ${(err as Error).message}` }];
+      }
+      const name = request.object?.metadata?.name ?? request.name ?? '';
+      return {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        response: {
+          uid: request.uid,
+          allowed: problems.length === 0,
+          ...(problems.length
+            ? {
+                status: {
+                  code: 422,
+                  reason: 'Invalid',
+                  message: formatProblems(kind, name, problems),
+                },
+              }
+            : {}),
+        },
+      };
+    });
+  }
+  app.get('/healthz', async () => 'ok');
+  await app.listen({ host: options.host, port: options.port });
+  return app;
+}
