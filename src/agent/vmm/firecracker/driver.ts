@@ -2,22 +2,20 @@
  * The Firecracker driver: one `firecracker` process per VM, configured and controlled over
  * the REST API on a Unix socket in the VM's runDir (or in its jail).
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+import { ownsUnixSocket, processIdentity, readProcStat } from '../proc.ts';
+import { adoptedVmm, outputTail, spawnVmm, type VmmProcess, waitForReady } from '../process.ts';
 import type { Driver, MachineSpec, SnapshotFiles } from '../types.ts';
 import { FirecrackerApi } from './api.ts';
 import { prepareJail, removeJail } from './jail.ts';
 import { launchCommand, planLayout, type VmLayout } from './layout.ts';
-import { FirecrackerMachine, type MachineParts } from './machine.ts';
+import { FirecrackerMachine } from './machine.ts';
 import {
   defaultApiReadyTimeoutMs,
   defaultRequestTimeoutMs,
   type FirecrackerDriverOptions,
 } from './options.ts';
-import { ownsUnixSocket, processIdentity, readProcStat, watchForExit } from './proc.ts';
 import {
   assertMachineId,
   configureCalls,
@@ -101,17 +99,8 @@ export class FirecrackerDriver implements Driver {
     } catch (cause) {
       throw new Error(`adopt VM ${spec.id}`, { cause });
     }
-    const exited = watchForExit(pid, stat.startTicks, adoptedPollMs);
-    const machine = this.assemble(spec, layout, api, pid, exited, async (signal) => {
-      // Recheck the start time: the VMM may have ended and its pid been reused meanwhile.
-      if ((await readProcStat(pid))?.startTicks !== stat.startTicks) return;
-      try {
-        process.kill(pid, signal);
-      } catch (error) {
-        // Gone between the check and the signal: what the caller wanted anyway.
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-      }
-    });
+    const vmm = adoptedVmm(pid, stat.startTicks, adoptedPollMs);
+    const machine = this.assemble(spec, layout, api, vmm);
     this.options.log.info({ vm: spec.id, pid, state }, 'VMM adopted');
     return machine;
   }
@@ -140,25 +129,21 @@ export class FirecrackerDriver implements Driver {
       logLevel: options.logLevel ?? 'Info',
       ipBin: options.ipBin ?? 'ip',
     });
-    const consoleFd = openSync(layout.consoleLogPath, 'a');
-    // Detached, and not waited for by Node: the VM must outlive an agent restart.
-    const child = spawn(command, args, { stdio: ['ignore', consoleFd, consoleFd], detached: true });
-    closeSync(consoleFd);
-    const exited = new Promise<number | string>((resolve) => {
-      child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
-      child.on('error', (error) => {
-        options.log.error({ vm: spec.id, err: error, command }, 'cannot start the VMM');
-        resolve(`spawn-error: ${(error as NodeJS.ErrnoException).code ?? error.message}`);
-      });
+    // Firecracker's stdout and stderr are the guest's serial console.
+    const vmm = spawnVmm({
+      command,
+      args,
+      outputPath: layout.consoleLogPath,
+      log: options.log,
+      vm: spec.id,
     });
-    child.unref();
-    const pid = child.pid ?? -1;
-    options.log.info({ vm: spec.id, pid, command, jailed: !!options.jailer }, 'VMM started');
+    options.log.info(
+      { vm: spec.id, pid: vmm.pid, command, jailed: !!options.jailer },
+      'VMM started',
+    );
     const api = new FirecrackerApi(layout.socketPath, this.requestTimeoutMs());
-    const machine = this.assemble(spec, layout, api, pid, exited, async (signal) => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    });
-    await this.waitForApi(spec, layout, exited, machine);
+    const machine = this.assemble(spec, layout, api, vmm);
+    await this.waitForApi(spec, layout, vmm.exited, machine);
     return machine;
   }
 
@@ -166,11 +151,10 @@ export class FirecrackerDriver implements Driver {
     spec: MachineSpec,
     layout: VmLayout,
     api: FirecrackerApi,
-    pid: number,
-    exited: Promise<number | string>,
-    signal: MachineParts['signal'],
+    vmm: VmmProcess,
   ): FirecrackerMachine {
     const { jailer, log } = this.options;
+    const { pid, exited, signal } = vmm;
     const gone = exited.then(async (exit) => {
       log.info({ vm: spec.id, pid, exit }, 'VMM exited');
       try {
@@ -200,45 +184,24 @@ export class FirecrackerDriver implements Driver {
     exited: Promise<number | string>,
     machine: FirecrackerMachine,
   ): Promise<void> {
-    const timeoutMs = this.options.apiReadyTimeoutMs ?? defaultApiReadyTimeoutMs;
-    const deadline = Date.now() + timeoutMs;
-    let exit: number | string | undefined;
-    void exited.then((value) => {
-      exit = value;
+    const outcome = await waitForReady({
+      check: () => machine.request({ ...describeInstanceCall(), timeoutMs: 1_000 }),
+      exited,
+      timeoutMs: this.options.apiReadyTimeoutMs ?? defaultApiReadyTimeoutMs,
+      what: 'API',
     });
-    let lastError: unknown;
-    while (exit === undefined && Date.now() < deadline) {
-      try {
-        await machine.request({ ...describeInstanceCall(), timeoutMs: 1_000 });
-        return;
-      } catch (error) {
-        lastError = error;
-        await delay(25);
-      }
-    }
-    const why = exit === undefined ? `no API within ${timeoutMs} ms` : `VMM exited (${exit})`;
+    if ('value' in outcome) return;
     // Also waits for the cleanup, which moves a jailed VMM's log out of the jail.
     await machine.kill();
+    const logPath = layout.jail ? join(spec.runDir, 'firecracker.log') : layout.logPath;
     throw new Error(
-      `start Firecracker for VM ${spec.id}: ${why}; its output ends with:\n` +
-        (await outputTail(spec, layout)),
-      { cause: lastError },
+      `start Firecracker for VM ${spec.id}: ${outcome.reason}; its output ends with:\n` +
+        (await outputTail([logPath, layout.consoleLogPath])),
+      { cause: outcome.lastError },
     );
   }
 
   private requestTimeoutMs(): number {
     return this.options.requestTimeoutMs ?? defaultRequestTimeoutMs;
   }
-}
-
-/** The last lines of Firecracker's log and console: where it says why it stopped. */
-async function outputTail(spec: MachineSpec, layout: VmLayout): Promise<string> {
-  const tails: string[] = [];
-  const logPath = layout.jail ? join(spec.runDir, 'firecracker.log') : layout.logPath;
-  for (const path of [logPath, layout.consoleLogPath]) {
-    const text = await readFile(path, 'utf8').catch(() => '');
-    const lines = text.trimEnd().split('\n').slice(-8).join('\n');
-    if (lines) tails.push(`${path}:\n${lines}`);
-  }
-  return tails.join('\n') || '(no output)';
 }

@@ -4,6 +4,7 @@
  * has a host path (for the agent) and a path inside the jail (for Firecracker).
  */
 import { basename, join } from 'node:path';
+import { inNetns } from '../process.ts';
 import type { MachineSpec } from '../types.ts';
 import type { FirecrackerLogLevel, JailerOptions } from './options.ts';
 import type { PathInVmm } from './requests.ts';
@@ -170,12 +171,7 @@ export function launchCommand(
     // The jailer passes --id on to Firecracker.
     return { command: jailer.binaryPath, args: [...args, '--', ...vmmArgs] };
   }
-  const direct = [options.firecrackerBin, '--id', spec.id, ...vmmArgs];
-  if (spec.netns === undefined) {
-    return { command: options.firecrackerBin, args: direct.slice(1) };
-  }
-  // `ip netns exec` execs the program in place, so the pid is Firecracker's own.
-  return { command: options.ipBin, args: ['netns', 'exec', spec.netns, ...direct] };
+  return inNetns(spec.netns, options.firecrackerBin, ['--id', spec.id, ...vmmArgs], options.ipBin);
 }
 
 /** Where `ip netns add NAME` keeps its namespace handle. */

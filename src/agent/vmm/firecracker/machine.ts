@@ -1,11 +1,11 @@
 /** One Firecracker process and the VM inside it, driven over its API socket. */
 import { setTimeout as delay } from 'node:timers/promises';
+import type { DriverLogger } from '../logger.ts';
+import { processUsage } from '../proc.ts';
 import type { Machine, MachineSpec, MachineStats, SnapshotFiles } from '../types.ts';
 import type { ApiCall, FirecrackerApi } from './api.ts';
 import { moveFile } from './jail.ts';
 import { jailSnapshotMemory, jailSnapshotState, type VmLayout } from './layout.ts';
-import type { DriverLogger } from './options.ts';
-import { processUsage } from './proc.ts';
 import {
   balloonStatisticsCall,
   ctrlAltDelCall,

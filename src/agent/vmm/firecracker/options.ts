@@ -1,12 +1,8 @@
 /** Settings of the Firecracker driver, parsed once by whoever builds it. */
 
-/** The structured logger the driver writes to; pino's `Logger` satisfies it. */
-export interface DriverLogger {
-  debug(fields: object, message: string): void;
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-}
+import type { DriverLogger } from '../logger.ts';
+
+export type { DriverLogger };
 
 /** Runs Firecracker through its jailer: chroot, dropped privileges, cgroups. */
 export interface JailerOptions {

@@ -3,7 +3,7 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 
 /**
  * Clock ticks per second in /proc/<pid>/stat. Linux fixes USER_HZ at 100 on x86 and arm64,
- * the only architectures Firecracker supports.
+ * the only architectures Imp's VMMs run on.
  */
 const ticksPerSecond = 100;
 
@@ -102,13 +102,20 @@ export async function ownsUnixSocket(pid: number, boundPath: string): Promise<bo
   return false;
 }
 
-/** The program name and argv[0] of `pid`, to tell a Firecracker from anything else. */
+/** The program name and argv[0] of `pid`, to tell a VMM from anything else. */
 export async function processIdentity(pid: number): Promise<{ comm: string; argv0: string }> {
-  const [comm, cmdline] = await Promise.all([
+  const [comm, argv] = await Promise.all([
     readFile(`/proc/${pid}/comm`, 'utf8'),
-    readFile(`/proc/${pid}/cmdline`, 'utf8'),
+    processArguments(pid),
   ]);
-  return { comm: comm.trim(), argv0: cmdline.split('\0')[0] ?? '' };
+  return { comm: comm.trim(), argv0: argv[0] ?? '' };
+}
+
+/** The argument vector of `pid` (argv[0] first), from /proc/<pid>/cmdline. */
+export async function processArguments(pid: number): Promise<string[]> {
+  const text = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+  // Every argument ends with a NUL, the last one included; kernel threads have none.
+  return text === '' ? [] : text.replace(/\0$/, '').split('\0');
 }
 
 /**
@@ -129,4 +136,22 @@ export function watchForExit(pid: number, startTicks: number, intervalMs: number
     };
     void check();
   });
+}
+
+/**
+ * Sends `signal` to the process that was `pid` at `startTicks`. The start time is checked
+ * first because the process may have ended and its pid been reused by an unrelated one; a
+ * process that is already gone is what the caller wanted anyway.
+ */
+export async function signalProcess(
+  pid: number,
+  startTicks: number,
+  signal: NodeJS.Signals,
+): Promise<void> {
+  if ((await readProcStat(pid))?.startTicks !== startTicks) return;
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
 }
