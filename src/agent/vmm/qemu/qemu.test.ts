@@ -247,10 +247,20 @@ before(async () => {
 });
 
 after(async () => {
-  for (const machine of machines) await machine.kill();
-  if (skipReason) return;
-  await run('ip', ['netns', 'del', netns]).catch(() => undefined);
-  if (workDir && !process.env.IMP_TEST_KEEP) await rm(workDir, { recursive: true, force: true });
+  try {
+    // Bounded: a cleanup that hangs must not keep the namespace alive.
+    await Promise.race([
+      Promise.allSettled([...machines].map((machine) => machine.kill())),
+      delay(10_000),
+    ]);
+  } finally {
+    if (!skipReason) {
+      await run('ip', ['netns', 'del', netns]).catch(() => undefined);
+      if (workDir && !process.env.IMP_TEST_KEEP) {
+        await rm(workDir, { recursive: true, force: true });
+      }
+    }
+  }
 });
 
 describe('QEMU driver with a real guest', { skip: skipReason ?? false }, () => {
