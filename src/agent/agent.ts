@@ -4,6 +4,7 @@
  * what belongs to VMs that no longer exist.
  */
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { agentLeaseName } from '../api/agentlease.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Controller } from '../kube/controller.ts';
@@ -14,11 +15,13 @@ import { Heartbeat, type NodeCapacity } from './heartbeat.ts';
 import type { RegistryMirror } from './image/sources.ts';
 import type { ImageStore } from './image/store.ts';
 import { AgentMetrics, type VMUsage } from './metrics.ts';
+import { vmId } from './network/names.ts';
 import type { KernelSource, VMNetworking } from './ports.ts';
 import { StateStore } from './state.ts';
 import { createInformers, type Informers } from './vm/informers.ts';
-import { diskPath, shortId } from './vm/provision.ts';
+import { diskPath, runDir } from './vm/provision.ts';
 import { VMReconciler } from './vm/reconciler.ts';
+import type { ImpVM } from './vm/status.ts';
 import type { Driver, MachineSpec } from './vmm/types.ts';
 
 export interface AgentOptions {
@@ -35,6 +38,8 @@ export interface AgentOptions {
   networking: VMNetworking;
   kernel: KernelSource;
   netns?: string;
+  /** Where this agent's HTTP server answers (host:port), published on its Lease. */
+  endpoint?: string;
   workers?: number;
   stopTimeoutMs?: number;
   heartbeatIntervalMs?: number;
@@ -90,6 +95,7 @@ export class Agent {
       node,
       capacity: options.capacity,
       runningVMs: () => this.reconciler.running,
+      endpoint: options.endpoint,
       intervalMs: options.heartbeatIntervalMs,
     });
     this.metrics.usage = () => this.usage();
@@ -97,6 +103,21 @@ export class Agent {
 
   get ready(): boolean {
     return this.started;
+  }
+
+  /** A VM bound to this node, from the cache. */
+  vm(namespace: string, name: string): ImpVM | undefined {
+    return this.informers.vms.get(`${namespace}/${name}`);
+  }
+
+  /** The serial console log of a VM's current (or last) VMM on this node. */
+  consolePath(vm: ImpVM): string | undefined {
+    const uid = vm.metadata.uid;
+    if (!uid) return undefined;
+    return (
+      this.reconciler.machine(uid)?.consoleLogPath ??
+      join(runDir(this.state.vmDir(uid)), 'console.log')
+    );
   }
 
   async start(): Promise<void> {
@@ -138,6 +159,8 @@ export class Agent {
     await this.heartbeat.stop(options.stopVMs);
     if (options.stopVMs) {
       for (const record of await this.state.list()) await this.reconciler.teardown(record.uid);
+    } else {
+      this.reconciler.detachAll();
     }
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     this.started = false;
@@ -158,7 +181,7 @@ export class Agent {
       try {
         const machine = await driver.adopt(record.machine as MachineSpec, record.pid);
         const vm = { metadata: { name: record.name, namespace: record.namespace } };
-        this.reconciler.track(vm, record, machine);
+        await this.reconciler.track(vm, record, machine, false);
         log.info({ vm: `${record.namespace}/${record.name}`, pid: record.pid }, 'adopted VMM');
       } catch (err) {
         log.warn(
@@ -184,7 +207,7 @@ export class Agent {
         continue;
       }
       if (record.networkId) keepNetworks.add(record.networkId);
-      if (record.tap) keepVMs.add(shortId(record.uid));
+      if (record.tap) keepVMs.add(vmId(record.uid));
     }
     await this.opts.networking.cleanup({ networks: keepNetworks, vms: keepVMs });
   }

@@ -48,6 +48,21 @@ export class ConsoleWatcher {
     return this.state;
   }
 
+  /**
+   * Skips what the log already holds: a new VMM appends to the log of the VM's earlier
+   * runs, whose markers must not count for the new boot.
+   */
+  async skipExisting(): Promise<void> {
+    try {
+      const handle = await open(this.path, 'r');
+      this.offset = (await handle.stat()).size;
+      await handle.close();
+    } catch {
+      this.offset = 0;
+    }
+    this.partial = '';
+  }
+
   /** Starts over, for a restarted VM whose log is truncated. */
   reset(): void {
     this.offset = 0;
@@ -61,6 +76,9 @@ export class ConsoleWatcher {
   private parse(line: string): void {
     const ready = /^IMP_READY\b.*?(?:uptime=([0-9.]+))?\s*$/.exec(line);
     if (ready) {
+      // A later boot in the same log: what an earlier run reported no longer holds.
+      delete this.state.exitCode;
+      delete this.state.error;
       this.state.ready = true;
       if (ready[1]) this.state.readyUptime = Number(ready[1]);
       return;

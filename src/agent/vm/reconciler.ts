@@ -19,6 +19,7 @@ import { workloadScript } from '../guest/workload.ts';
 import type { RegistryMirror } from '../image/sources.ts';
 import type { ImageStore } from '../image/store.ts';
 import type { AgentMetrics } from '../metrics.ts';
+import { networkId, vmId } from '../network/names.ts';
 import type { KernelSource, VMNetworking } from '../ports.ts';
 import type { StateStore, VMRecord } from '../state.ts';
 import type { Driver, Machine, MachineSpec } from '../vmm/types.ts';
@@ -187,19 +188,19 @@ export class VMReconciler {
     let tap: string | undefined;
     if (network && vm.status?.ip) {
       await progress('ConfiguringNetwork', `attaching to ${network.metadata.name}`);
-      const networkId = shortId(`${ns}/${network.metadata.name}`, 8);
+      const netId = networkId(ns, network.metadata.name);
       const prefix = network.spec!.subnet.split('/')[1];
       const gateway = network.status?.gateway ?? '';
       await this.opts.networking.ensureNetwork({
-        id: networkId,
+        id: netId,
         subnet: network.spec!.subnet,
         gateway,
         nat: network.spec?.nat?.enabled ?? false,
         blockMetadata: network.spec?.isolation?.blockMetadata ?? true,
         blockNode: network.spec?.isolation?.blockNode ?? true,
       });
-      ({ tap } = await this.opts.networking.attachVM({ networkId, vmId: shortId(record.uid) }));
-      Object.assign(record, { networkId, tap, ip: `${vm.status.ip}/${prefix}` });
+      ({ tap } = await this.opts.networking.attachVM({ networkId: netId, vmId: vmId(record.uid) }));
+      Object.assign(record, { networkId: netId, tap, ip: `${vm.status.ip}/${prefix}` });
     }
 
     // The VMM.
@@ -238,7 +239,7 @@ export class VMReconciler {
     record.startedAt = new Date().toISOString();
     delete record.exitCode;
     await state.put(record);
-    this.track(vm, record, machine);
+    await this.track(vm, record, machine, true);
     await machine.start();
     setAgentCondition(status, vm, 'Running', true, 'Started', `VMM pid ${machine.pid} started`);
     setAgentCondition(
@@ -254,10 +255,19 @@ export class VMReconciler {
     await this.opts.events.record(vm, 'Normal', 'Started', `${driver.type} VMM pid ${machine.pid}`);
   }
 
-  /** Remembers a live VMM and brings its VM back to the queue when it exits. */
-  track(vm: Pick<ImpVM, 'metadata'>, record: VMRecord, machine: Machine): void {
+  /**
+   * Remembers a live VMM and brings its VM back to the queue when it exits. A fresh VMM reads
+   * its console from the current end; an adopted one from the start (last boot wins).
+   */
+  async track(
+    vm: Pick<ImpVM, 'metadata'>,
+    record: VMRecord,
+    machine: Machine,
+    fresh: boolean,
+  ): Promise<void> {
     this.machines.set(record.uid, machine);
     const consoleWatcher = new ConsoleWatcher(machine.consoleLogPath);
+    if (fresh) await consoleWatcher.skipExisting();
     this.consoles.set(record.uid, consoleWatcher);
     void machine.exited.then((how) => {
       if (this.machines.get(record.uid) !== machine) return;
@@ -291,6 +301,16 @@ export class VMReconciler {
         );
       }
       Object.assign(status, statusFromRecord(vm, record, machine.pid));
+      // Set again in full: the cached VM this status started from may predate the writes
+      // made while provisioning.
+      setAgentCondition(
+        status,
+        vm,
+        'Provisioned',
+        true,
+        'Provisioned',
+        'image, disk and network ready',
+      );
       setAgentCondition(status, vm, 'Running', true, 'Running', `VMM pid ${machine.pid}`);
       setAgentCondition(status, vm, 'GuestReady', true, 'GuestReady', 'the guest reported ready');
       return undefined;
@@ -357,7 +377,7 @@ export class VMReconciler {
 
   /** Detaches the TAP; with `all`, the disk and run dir go too (via the state dir). */
   private async releaseNodeResources(record: VMRecord, all: boolean): Promise<void> {
-    if (record.tap) await this.opts.networking.detachVM(shortId(record.uid));
+    if (record.tap) await this.opts.networking.detachVM(vmId(record.uid));
     if (!all) {
       delete record.tap;
     }
@@ -412,6 +432,13 @@ export class VMReconciler {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
+  }
+
+  /** Lets go of every VMM without stopping them, for an agent that shuts down. */
+  detachAll(): void {
+    for (const machine of this.machines.values()) machine.detach();
+    this.machines.clear();
+    this.consoles.clear();
   }
 
   /** True while the guest has reported ready on the VM's current VMM. */

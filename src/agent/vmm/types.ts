@@ -74,6 +74,11 @@ export interface Machine {
   stop(timeoutMs: number): Promise<void>;
   /** Kills the VMM at once. */
   kill(): Promise<void>;
+  /**
+   * Lets go of the VMM without stopping it (closes control connections), so a later agent
+   * can adopt it; used when the agent shuts down and VMs keep running.
+   */
+  detach(): void;
   /** Writes a full snapshot; the VM must be paused. */
   snapshot(files: SnapshotFiles): Promise<void>;
   stats(): Promise<MachineStats>;

@@ -121,6 +121,12 @@ export class FirecrackerMachine implements Machine {
    * A jailed Firecracker can only write inside its jail, so the snapshot is written there
    * and then moved to the requested paths.
    */
+  /**
+   * Firecracker's API is one HTTP request per call over its socket, so there is no
+   * connection to close: the VMM keeps running and a later agent adopts it by pid.
+   */
+  detach(): void {}
+
   async snapshot(files: SnapshotFiles): Promise<void> {
     const { api, layout, log } = this.parts;
     const started = Date.now();

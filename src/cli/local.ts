@@ -1,0 +1,194 @@
+/**
+ * `imp local up`: Imp on this host with the quick-start running and reachable on loopback.
+ * `imp local down`: stops a running `imp local up` and removes what it left.
+ */
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ImpVMSpec, ImpVMStatus } from '../api/vm.ts';
+import type { KubeObject } from '../kube/object.ts';
+import { resources } from '../kube/resources.ts';
+import { deleteNetns } from '../local/netns.ts';
+import { LocalStack } from '../local/stack.ts';
+import { createLogger } from '../log.ts';
+import { parse, UsageError } from './args.ts';
+import { startForward } from './forward.ts';
+import { untilSignal } from './operator.ts';
+
+export const localHelp = `imp local up [flags]    start Imp on this host and run the quick-start
+imp local down          stop it and remove what it created
+  --check               exit after the quick-start VM answered (for CI); also IMP_LOCAL_CHECK=1
+  --port N              loopback port forwarded to quick-vm:80 (default 8080, or any free one)
+  --firecracker-bin P   use Firecracker when KVM can run guests (also IMP_FIRECRACKER_BIN)
+  --log-level LEVEL     level of .imp/imp.log (default info)`;
+
+const projectRoot = join(import.meta.dirname, '..', '..');
+const pidFile = join(projectRoot, '.imp', 'local.pid');
+
+export async function runLocal(argv: string[]): Promise<void> {
+  const [action, ...rest] = argv;
+  if (action === 'up') return await up(rest);
+  if (action === 'down') return await down();
+  throw new UsageError('say "imp local up" or "imp local down"');
+}
+
+type VM = KubeObject<ImpVMSpec, ImpVMStatus>;
+
+async function up(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    check: { type: 'boolean' },
+    port: { type: 'string' },
+    'firecracker-bin': { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  const check = values.check || process.env.IMP_LOCAL_CHECK === '1';
+  const started = performance.now();
+  const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)}s`;
+  const progress = (line: string) => console.log(`[imp ${elapsed()}] ${line}`);
+
+  const stack = await LocalStack.start({
+    root: projectRoot,
+    progress,
+    logLevel: values['log-level'],
+    firecrackerBin: values['firecracker-bin'] ?? process.env.IMP_FIRECRACKER_BIN,
+  });
+  await writeFile(pidFile, `${process.pid}\n`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    progress('stopping: VMs, agent, operator, registry, control plane');
+    await stack.stop();
+    await rm(pidFile, { force: true });
+    progress('stopped; nothing left running');
+  };
+  try {
+    const quickstart = join(projectRoot, 'examples', 'quickstart.yaml');
+    progress(
+      `applying examples/quickstart.yaml: ${(await stack.applyFile(quickstart)).join(', ')}`,
+    );
+    const vm = await waitRunning(stack, 'default', 'quick-vm', progress);
+    const forward = await startForward({
+      localPort: await pickPort(values.port),
+      endpoint: stack.agentEndpoint,
+      namespace: 'default',
+      vm: 'quick-vm',
+      remotePort: 80,
+      log: createLogger({ name: 'port-forward', level: 'warn' }),
+    });
+    stack.onStop(async () => forward.server.close());
+    const url = `http://127.0.0.1:${forward.port}/`;
+    const page = await fetchWithRetry(url);
+    progress(`quick-vm (${vm.status?.ip} on node ${vm.status?.nodeName}) answered on ${url}:`);
+    const title = /<title>([^<]*)<\/title>|<h1>([^<]*)<\/h1>/i.exec(page);
+    console.log(`    ${(title?.[1] ?? title?.[2] ?? page.slice(0, 80)).trim()}`);
+    console.log(nextSteps(url, stack));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (check) return await stop();
+  await untilSignal();
+  await stop();
+}
+
+/** Waits for the VM to run, printing each new phase or condition reason on the way. */
+async function waitRunning(
+  stack: LocalStack,
+  namespace: string,
+  name: string,
+  progress: (line: string) => void,
+): Promise<VM> {
+  const deadline = Date.now() + 10 * 60_000;
+  let last = '';
+  for (;;) {
+    const vm = await stack.client.get<VM>(resources.ImpVM, name, namespace);
+    const conditions = vm.status?.conditions ?? [];
+    const provisioned = conditions.find((c) => c.type === 'Provisioned');
+    const blocking = conditions.find((c) => c.status === 'False' && c.type !== 'Ready');
+    const phase = vm.status?.phase ?? 'Pending';
+    const detail =
+      phase === 'Provisioning' && provisioned?.status === 'False'
+        ? `${provisioned.reason}: ${provisioned.message}`
+        : blocking
+          ? `${blocking.reason}: ${blocking.message}`
+          : '';
+    const line = `${name}: ${phase}${detail ? ` (${detail})` : ''}`;
+    if (line !== last) progress(line);
+    last = line;
+    if (phase === 'Running') return vm;
+    if (phase === 'Failed' || phase === 'Succeeded') {
+      throw new Error(`${name} stopped (${phase}); see .imp/imp.log and "imp console ${name}"`);
+    }
+    if (Date.now() > deadline) throw new Error(`${name} did not reach Running within 10 minutes`);
+    await sleep(250);
+  }
+}
+
+/** The requested port, else 8080 when free, else any free port. */
+async function pickPort(requested: string | undefined): Promise<number> {
+  if (requested) {
+    const port = Number(requested);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new UsageError(`--port must be 0-65535 (got "${requested}")`);
+    }
+    return port;
+  }
+  const { createServer } = await import('node:net');
+  return await new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(0));
+    probe.listen(8080, '127.0.0.1', () => probe.close(() => resolve(8080)));
+  });
+}
+
+async function fetchWithRetry(url: string): Promise<string> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 40; attempt++) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+      const text = await res.text();
+      if (res.ok) return text;
+      lastError = new Error(`HTTP ${res.status}`);
+    } catch (err) {
+      lastError = err;
+    }
+    await sleep(250);
+  }
+  throw new Error(`quick-vm did not answer on ${url}`, { cause: lastError });
+}
+
+function nextSteps(url: string, stack: LocalStack): string {
+  const kc = '--kubeconfig .imp/kubeconfig';
+  return `
+Imp is running on this host (${stack.hypervisor.type}, ${stack.hypervisor.accel}).
+Try, in another terminal:
+  curl ${url}
+  ${stack.kubectl} ${kc} get impvm,impnetwork
+  npm run imp -- console quick-vm ${kc}
+  npm run imp -- port-forward quick-vm 8081:80 ${kc}
+Logs of the operator and agent: .imp/imp.log. Ctrl-C stops everything.`;
+}
+
+async function down(): Promise<void> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (pid) {
+    try {
+      process.kill(pid, 'SIGTERM');
+      console.log(`asked imp local up (pid ${pid}) to stop`);
+      while (isAlive(pid)) await sleep(200);
+    } catch {}
+  }
+  await deleteNetns('imp-local').catch(() => {});
+  await rm(pidFile, { force: true });
+  console.log('local Imp is down');
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
