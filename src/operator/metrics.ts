@@ -11,6 +11,8 @@ export class OperatorMetrics {
   readonly networkFree: Gauge<'namespace' | 'network'>;
   /** Fills imp_vms at scrape time; set by the operator once its caches exist. */
   countPhases: (() => Map<string, number>) | undefined;
+  /** Fills imp_network_free_addresses at scrape time from the networks' status. */
+  freeAddresses: (() => { namespace: string; network: string; free: number }[]) | undefined;
 
   constructor() {
     this.registry = new Registry();
@@ -44,6 +46,14 @@ export class OperatorMetrics {
       help: 'Unallocated addresses per ImpNetwork.',
       labelNames: ['namespace', 'network'],
       registers: [this.registry],
+      collect: () => {
+        const list = this.freeAddresses?.();
+        if (!list) return;
+        this.networkFree.reset();
+        for (const { namespace, network, free } of list) {
+          this.networkFree.set({ namespace, network }, free);
+        }
+      },
     });
   }
 }

@@ -89,6 +89,12 @@ export class Operator {
     this.controllers = [vms, networks];
     this.wireEvents(vms, networks);
     this.metrics.countPhases = () => this.countPhases();
+    this.metrics.freeAddresses = () =>
+      this.informers.networks.list().map((n) => ({
+        namespace: n.metadata.namespace ?? '',
+        network: n.metadata.name,
+        free: n.status?.free ?? 0,
+      }));
     this.elector = new LeaderElector({
       client,
       log: log.child({ component: 'leader-election' }),

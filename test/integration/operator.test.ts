@@ -201,6 +201,54 @@ describe('scheduling and addresses', () => {
   });
 });
 
+describe('deletion and metrics', () => {
+  it('completes deletion after the grace period when the node agent is gone', async () => {
+    await createNode(client, 'node-lost', { pool: 'lost' });
+    const hb = await registerAgent(client, 'node-lost');
+    await client.create(resources.ImpVM, vm('orphan-vm', { nodeSelector: { pool: 'lost' } }));
+    await eventually('orphan-vm bound', async () => {
+      const v = await getVM('orphan-vm');
+      return v.status?.nodeName === 'node-lost' ? v : undefined;
+    });
+    // The agent holds its finalizer while the VM has resources on the node...
+    await client.mergePatch(resources.ImpVM, 'orphan-vm', ns, {
+      metadata: { finalizers: ['imp.dev/operator', 'imp.dev/agent'] },
+    });
+    // ...and then the node goes away for good.
+    await hb.stop();
+    await client.delete(resources.ImpVM, 'orphan-vm', ns);
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(await gone('orphan-vm'), false, 'waits while the agent might come back');
+    clock.advance(10 * 60_000);
+    await client.mergePatch(resources.ImpVM, 'orphan-vm', ns, {
+      metadata: { labels: { tick: '1' } },
+    });
+    await eventually('orphan-vm deleted', async () =>
+      (await gone('orphan-vm')) ? true : undefined,
+    );
+    const events = await client.list<ImpVM & { reason?: string }>(resources.Event, ns, {
+      fieldSelector: 'regarding.name=orphan-vm',
+    });
+    assert.ok(events.items.some((e) => e.reason === 'AgentUnreachable'));
+    clock.advance(-10 * 60_000);
+  });
+
+  it('exports VM, scheduling, reconcile and leader metrics', async () => {
+    const text = await operator.metrics.registry.metrics();
+    assert.match(text, /^imp_operator_leader 1$/m);
+    assert.match(text, /^imp_vms\{phase="Scheduled"\} \d+$/m);
+    const count = Number(/^imp_vm_scheduling_duration_seconds_count (\d+)$/m.exec(text)?.[1]);
+    assert.ok(count >= 200, `scheduling observations: ${count}`);
+    assert.match(text, /^imp_reconcile_total\{controller="vm",result="success"\} \d+$/m);
+    assert.match(text, /^imp_reconcile_duration_seconds_bucket\{le="0\.1",controller="vm"\}/m);
+    assert.match(text, /^imp_workqueue_depth\{controller="vm"\} \d+$/m);
+    assert.match(
+      text,
+      /^imp_network_free_addresses\{namespace="default",network="quick-net"\} 252$/m,
+    );
+  });
+});
+
 describe('expiry', () => {
   /** Writes runningAt as the agent does (its own field manager). */
   async function markRunning(name: string, at: Date) {

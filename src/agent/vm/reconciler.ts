@@ -4,6 +4,8 @@
  * step is visible in the VM's conditions and events, and every fact needed after an agent
  * restart is in the state store before the step that depends on it.
  */
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FIELD_MANAGER_AGENT, FINALIZER_AGENT } from '../../api/agentlease.ts';
 import { findCondition } from '../../api/conditions.ts';
 import { isNotFound, type KubeClient } from '../../kube/client.ts';
@@ -334,6 +336,8 @@ export class VMReconciler {
       message,
     );
     this.opts.metrics.exits.inc({ kind: crashed ? 'crash' : 'exit' });
+    // A VMM that could not be adopted may still run: stop it before anything replaces it.
+    await killStray(record.pid!, runDir(this.opts.state.vmDir(record.uid)));
     record.exitCode = exitCode;
     delete record.pid;
     status.vmmPid = undefined;
@@ -366,9 +370,9 @@ export class VMReconciler {
       await machine.stop(this.opts.stopTimeoutMs ?? 10_000);
       if (vm)
         await this.opts.events.record(vm, 'Normal', 'Stopped', `VMM pid ${machine.pid} stopped`);
-    } else if (record?.pid && processAlive(record.pid)) {
+    } else if (record?.pid) {
       // A VMM this agent never adopted (it failed to): make sure it is gone.
-      process.kill(record.pid, 'SIGKILL');
+      await killStray(record.pid, runDir(this.opts.state.vmDir(uid)));
     }
     this.consoles.delete(uid);
     if (record) await this.releaseNodeResources(record, true);
@@ -447,11 +451,18 @@ export class VMReconciler {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+/**
+ * Kills `pid` if it is still this VM's VMM: its command line names the VM's run directory,
+ * which no other process does, so a recycled pid is never hit.
+ */
+async function killStray(pid: number, vmRunDir: string): Promise<void> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes(vmRunDir)) return;
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 50; i++) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // Gone, or a zombie waiting for its parent: either way it no longer runs.
+    if (!stat || /^\d+ \(.*\) Z/.test(stat)) return;
+    await sleep(100);
   }
 }

@@ -33,83 +33,132 @@ export function summarise(network: ImpNetwork, status: ImpNetworkStatus): ImpNet
   return { ...status, gateway: intToIp(subnet.gateway), total, allocated, free: total - allocated };
 }
 
+interface Request {
+  kind: 'allocate' | 'release';
+  /** For allocate: the holder; for release: which holders to free. */
+  holder?: string;
+  isStale?: (holder: string) => boolean;
+  resolve: (value: string | number) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Requests for one network are batched: while one write is in flight, new requests queue,
+ * and the next write settles all of them at once. Under a burst of VMs this turns one
+ * read-modify-write per VM into one per batch, while each write still carries the
+ * resourceVersion it read, so no address is ever handed out twice.
+ */
 export class Allocator {
   private readonly client: KubeClient;
-  /** One chain per network, so this process never races itself on a network's status. */
-  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly pending = new Map<string, Request[]>();
+  private readonly flushing = new Set<string>();
 
   constructor(client: KubeClient) {
     this.client = client;
   }
 
-  private serial<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.chains.get(key) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    const settled = next.catch(() => {});
-    this.chains.set(key, settled);
-    void settled.then(() => {
-      if (this.chains.get(key) === settled) this.chains.delete(key);
-    });
-    return next;
-  }
-
   /** Returns the address `holder` holds on the network, allocating one if needed. */
   allocate(namespace: string, networkName: string, holder: string): Promise<string> {
-    return this.serial(`${namespace}/${networkName}`, async () => {
-      let address: string | undefined;
-      await updateWithRetry<ImpNetwork>(
-        this.client,
-        resources.ImpNetwork,
-        networkName,
-        namespace,
-        (network) => {
-          const status = network.status ?? {};
-          const allocations = { ...status.allocations };
-          address = Object.keys(allocations).find((ip) => allocations[ip] === holder);
-          if (address) return false;
-          const subnet = parseSubnet(network.spec!.subnet, network.spec!.gateway);
-          address = firstFree(subnet, new Set(Object.keys(allocations)));
-          if (!address) throw new SubnetFullError(networkName, usableCount(subnet));
-          allocations[address] = holder;
-          network.status = summarise(network, { ...status, allocations });
-          return true;
-        },
-        { subresource: 'status' },
-      );
-      return address!;
-    });
+    return this.enqueue(namespace, networkName, { kind: 'allocate', holder }) as Promise<string>;
   }
 
-  /** Frees whatever `isStale` says about: one holder, or holders that no longer exist. */
+  /** Frees the addresses of holders `isStale` picks; resolves with how many were freed. */
   release(
     namespace: string,
     networkName: string,
     isStale: (holder: string) => boolean,
   ): Promise<number> {
-    return this.serial(`${namespace}/${networkName}`, async () => {
-      let freed = 0;
+    return this.enqueue(namespace, networkName, { kind: 'release', isStale }) as Promise<number>;
+  }
+
+  private enqueue(
+    namespace: string,
+    networkName: string,
+    request: Omit<Request, 'resolve' | 'reject'>,
+  ): Promise<string | number> {
+    const key = `${namespace}/${networkName}`;
+    return new Promise((resolve, reject) => {
+      const queue = this.pending.get(key) ?? [];
+      queue.push({ ...request, resolve, reject });
+      this.pending.set(key, queue);
+      if (!this.flushing.has(key)) void this.flush(namespace, networkName);
+    });
+  }
+
+  private async flush(namespace: string, networkName: string): Promise<void> {
+    const key = `${namespace}/${networkName}`;
+    this.flushing.add(key);
+    try {
+      for (let batch = this.take(key); batch.length > 0; batch = this.take(key)) {
+        await this.settle(namespace, networkName, batch);
+      }
+    } finally {
+      this.flushing.delete(key);
+    }
+  }
+
+  private take(key: string): Request[] {
+    const batch = this.pending.get(key) ?? [];
+    this.pending.delete(key);
+    return batch;
+  }
+
+  /** One read-modify-write of the network's status for a whole batch. */
+  private async settle(namespace: string, networkName: string, batch: Request[]) {
+    const results = new Map<Request, string | number | Error>();
+    try {
       await updateWithRetry<ImpNetwork>(
         this.client,
         resources.ImpNetwork,
         networkName,
         namespace,
         (network) => {
+          results.clear();
           const status = network.status ?? {};
           const allocations = { ...status.allocations };
-          freed = 0;
-          for (const [ip, holder] of Object.entries(allocations)) {
-            if (isStale(holder)) {
-              delete allocations[ip];
-              freed++;
+          const subnet = parseSubnet(network.spec!.subnet, network.spec!.gateway);
+          let changed = false;
+          for (const request of batch) {
+            if (request.kind === 'release') {
+              let freed = 0;
+              for (const [ip, holder] of Object.entries(allocations)) {
+                if (request.isStale!(holder)) {
+                  delete allocations[ip];
+                  freed++;
+                }
+              }
+              changed ||= freed > 0;
+              results.set(request, freed);
+              continue;
             }
+            const held = Object.keys(allocations).find((ip) => allocations[ip] === request.holder);
+            if (held) {
+              results.set(request, held);
+              continue;
+            }
+            const address = firstFree(subnet, new Set(Object.keys(allocations)));
+            if (!address) {
+              results.set(request, new SubnetFullError(networkName, usableCount(subnet)));
+              continue;
+            }
+            allocations[address] = request.holder!;
+            results.set(request, address);
+            changed = true;
           }
-          if (freed === 0) return false;
+          if (!changed) return false;
           network.status = summarise(network, { ...status, allocations });
           return true;
         },
         { subresource: 'status' },
       );
-      return freed;
-    });
+    } catch (err) {
+      for (const request of batch) request.reject(err);
+      return;
+    }
+    for (const request of batch) {
+      const result = results.get(request);
+      if (result instanceof Error) request.reject(result);
+      else request.resolve(result ?? 0);
+    }
   }
 }

@@ -60,10 +60,6 @@ export class NetworkController {
         message,
       );
     }
-    this.ctx.metrics.networkFree.set(
-      { namespace: namespace ?? '', network: name },
-      fresh.status?.free ?? 0,
-    );
     if ((fresh.status?.free ?? 1) === 0) {
       await this.ctx.events.record(network, 'Warning', 'SubnetFull', 'every address is allocated');
     }

@@ -1,7 +1,7 @@
 /**
- * Turns cluster state into scheduler input and binds VMs. Decisions are made one at a time,
- * and a VM counts against its node from the moment it is bound (before the binding reaches
- * the informer cache), so concurrent workers never overbook a node.
+ * Turns cluster state into scheduler input and binds VMs. A VM counts against its node from
+ * the moment it is chosen (before the binding reaches the informer cache), so concurrent
+ * workers never overbook a node.
  */
 import { agentAnnotations, agentLeaseName } from '../../api/agentlease.ts';
 import type { ClusterImpNodeProfileSpec } from '../../api/config.ts';
@@ -26,42 +26,43 @@ interface Assumed {
 export class Placer {
   private readonly ctx: OperatorContext;
   private readonly assumed = new Map<string, Assumed>();
-  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: OperatorContext) {
     this.ctx = ctx;
   }
 
   /**
-   * Chooses a node and calls `bind` with it while still holding the decision lock; the VM
-   * is assumed on that node once `bind` resolves.
+   * Chooses a node, counts the VM against it at once, then calls `bind` to record the
+   * choice. Choosing and counting happen in one synchronous step, so two reconciles never
+   * both take a node's last capacity; if `bind` fails, the VM stops counting.
    */
-  place(vm: ImpVM, spec: EffectiveSpec, policy: Policy, bind: (node: string) => Promise<void>) {
-    const run = async (): Promise<Placement> => {
-      const placement = schedule(
-        {
-          vcpus: spec.vcpus,
-          memoryMiB: spec.memoryMiB,
-          nodeSelector: spec.nodeSelector,
-          tolerations: spec.tolerations,
-          hypervisor: spec.hypervisor,
-        },
-        this.candidates(),
-        policy,
-      );
-      if (placement.node) {
-        await bind(placement.node);
-        this.assumed.set(keyOf(vm.metadata), {
-          node: placement.node,
-          vcpus: spec.vcpus,
-          memoryMiB: spec.memoryMiB,
-        });
-      }
-      return placement;
-    };
-    const next = this.chain.then(run, run);
-    this.chain = next.catch(() => {});
-    return next;
+  async place(
+    vm: ImpVM,
+    spec: EffectiveSpec,
+    policy: Policy,
+    bind: (node: string) => Promise<void>,
+  ): Promise<Placement> {
+    const key = keyOf(vm.metadata);
+    const placement = schedule(
+      {
+        vcpus: spec.vcpus,
+        memoryMiB: spec.memoryMiB,
+        nodeSelector: spec.nodeSelector,
+        tolerations: spec.tolerations,
+        hypervisor: spec.hypervisor,
+      },
+      this.candidates(),
+      policy,
+    );
+    if (placement.node === undefined) return placement;
+    this.assumed.set(key, { node: placement.node, vcpus: spec.vcpus, memoryMiB: spec.memoryMiB });
+    try {
+      await bind(placement.node);
+    } catch (err) {
+      this.assumed.delete(key);
+      throw err;
+    }
+    return placement;
   }
 
   /** Drops what the cache now shows (or what was deleted). */

@@ -59,11 +59,8 @@ export class VMController {
       return undefined;
     }
     if (vm.metadata.deletionTimestamp) return await this.finalize(vm);
-    if (!vm.metadata.finalizers?.includes(FINALIZER_OPERATOR)) {
-      // The update event brings the VM back through the queue with the finalizer in place.
-      await this.addFinalizer(vm);
-      return undefined;
-    }
+    // Before anything is held for the VM, make sure its deletion will release it.
+    if (!vm.metadata.finalizers?.includes(FINALIZER_OPERATOR)) await this.addFinalizer(vm);
 
     const now = this.ctx.clock.now();
     const status = ownedStatus(vm);
