@@ -37,38 +37,64 @@ export class AgentMetrics {
       labelNames: ['kind'],
       registers: [this.registry],
     });
-    const vmGauge = (name: string, help: string) =>
-      new Gauge({ name, help, labelNames: ['namespace', 'vm'], registers: [this.registry] });
-    const cpu = vmGauge('imp_vm_cpu_seconds', 'CPU time used by the VM (its VMM process).');
-    const rss = vmGauge('imp_vm_memory_rss_bytes', 'Host memory resident for the VM.');
-    const memTotal = vmGauge(
-      'imp_vm_guest_memory_total_bytes',
-      'Guest memory, as the guest sees it.',
-    );
-    const memFree = vmGauge('imp_vm_guest_memory_available_bytes', 'Guest memory available.');
-    const disk = vmGauge('imp_vm_disk_allocated_bytes', 'Host disk used by the VM root disk.');
-    // One collector fills every per-VM gauge, so a scrape reads each VM once.
-    const collect = async (): Promise<void> => {
-      const list = (await this.usage?.()) ?? [];
-      for (const g of [phases, cpu, rss, memTotal, memFree, disk]) g.reset();
-      const byPhase = new Map<string, number>();
-      for (const u of list) {
-        byPhase.set(u.phase, (byPhase.get(u.phase) ?? 0) + 1);
-        const labels = { namespace: u.namespace, vm: u.name };
-        if (u.cpuSeconds !== undefined) cpu.set(labels, u.cpuSeconds);
-        if (u.rssBytes !== undefined) rss.set(labels, u.rssBytes);
-        if (u.memoryTotalBytes !== undefined) memTotal.set(labels, u.memoryTotalBytes);
-        if (u.memoryAvailableBytes !== undefined) memFree.set(labels, u.memoryAvailableBytes);
-        if (u.diskBytes !== undefined) disk.set(labels, u.diskBytes);
+    // Gauges are collected concurrently at scrape time; they share one reading of the VMs,
+    // taken at most once a second, so a scrape reads each VMM's /proc files once.
+    let reading: { at: number; list: Promise<VMUsage[]> } | undefined;
+    const snapshot = () => {
+      if (!reading || Date.now() - reading.at > 1000) {
+        reading = { at: Date.now(), list: this.usage?.() ?? Promise.resolve([]) };
       }
-      for (const [phase, count] of byPhase) phases.set({ phase }, count);
+      return reading.list;
+    };
+    const vmGauge = (name: string, help: string, value: (u: VMUsage) => number | undefined) => {
+      const gauge: Gauge<'namespace' | 'vm'> = new Gauge({
+        name,
+        help,
+        labelNames: ['namespace', 'vm'],
+        registers: [this.registry],
+        collect: async () => {
+          const list = await snapshot();
+          gauge.reset();
+          for (const u of list) {
+            const v = value(u);
+            if (v !== undefined) gauge.set({ namespace: u.namespace, vm: u.name }, v);
+          }
+        },
+      });
+      return gauge;
     };
     const phases: Gauge<'phase'> = new Gauge({
       name: 'imp_node_vms',
       help: 'VMs bound to this node by phase.',
       labelNames: ['phase'],
       registers: [this.registry],
-      collect,
+      collect: async () => {
+        const counts = new Map<string, number>();
+        for (const u of await snapshot()) counts.set(u.phase, (counts.get(u.phase) ?? 0) + 1);
+        phases.reset();
+        for (const [phase, count] of counts) phases.set({ phase }, count);
+      },
     });
+    vmGauge(
+      'imp_vm_cpu_seconds',
+      'CPU time used by the VM (its VMM process).',
+      (u) => u.cpuSeconds,
+    );
+    vmGauge('imp_vm_memory_rss_bytes', 'Host memory resident for the VM.', (u) => u.rssBytes);
+    vmGauge(
+      'imp_vm_guest_memory_total_bytes',
+      'Guest memory, as the guest sees it.',
+      (u) => u.memoryTotalBytes,
+    );
+    vmGauge(
+      'imp_vm_guest_memory_available_bytes',
+      'Guest memory available.',
+      (u) => u.memoryAvailableBytes,
+    );
+    vmGauge(
+      'imp_vm_disk_allocated_bytes',
+      'Host disk used by the VM root disk.',
+      (u) => u.diskBytes,
+    );
   }
 }

@@ -69,4 +69,6 @@ export interface OperatorContext {
   namespace: string;
   /** How long a VM on a node without a live agent waits before deletion is forced. */
   lostNodeGraceMs: number;
+  /** How long a look for Cilium's CRDs is trusted before asking the API server again. */
+  ciliumCheckIntervalMs: number;
 }

@@ -35,6 +35,7 @@ export interface OperatorOptions {
   clock?: Clock;
   workers?: number;
   lostNodeGraceMs?: number;
+  ciliumCheckIntervalMs?: number;
   leaderElection?: { leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   metrics?: OperatorMetrics;
 }
@@ -69,6 +70,7 @@ export class Operator {
       informers: this.informers,
       allocator: new Allocator(client),
       lostNodeGraceMs: options.lostNodeGraceMs ?? 300_000,
+      ciliumCheckIntervalMs: options.ciliumCheckIntervalMs ?? 60_000,
     };
     const placer = new Placer(this.ctx);
     this.vmController = new VMController(this.ctx, placer);

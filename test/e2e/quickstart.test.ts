@@ -109,6 +109,25 @@ describe('the quick-start on a real guest', () => {
     }
   });
 
+  it('streams the serial console and reports VM metrics from the agent', async () => {
+    const consoleText = await (
+      await fetch(`http://${stack.agentEndpoint}/console/default/quick-vm`)
+    ).text();
+    assert.match(consoleText, /^IMP_READY ip=192\.168\.100\.2\/24/m);
+    const metrics = await stack.agent.metrics.registry.metrics();
+    assert.match(metrics, /^imp_node_vms\{phase="Running",node="[^"]+"\} 1$/m);
+    assert.match(metrics, /^imp_vm_boot_duration_seconds_count\{node="[^"]+"\} [1-9]/m);
+    const cpu = /^imp_vm_cpu_seconds\{namespace="default",vm="quick-vm",node="[^"]+"\} (\S+)$/m;
+    const vmLines = metrics.split('\n').filter((l) => l.includes('vm="quick-vm"'));
+    assert.ok(Number(cpu.exec(metrics)?.[1]) > 0, `the VM used CPU time:\n${vmLines.join('\n')}`);
+    const rss =
+      /^imp_vm_memory_rss_bytes\{namespace="default",vm="quick-vm",node="[^"]+"\} (\S+)$/m;
+    assert.ok(Number(rss.exec(metrics)?.[1]) > 1 << 20, 'the VMM holds memory');
+    const disk =
+      /^imp_vm_disk_allocated_bytes\{namespace="default",vm="quick-vm",node="[^"]+"\} (\S+)$/m;
+    assert.ok(Number(disk.exec(metrics)?.[1]) > 0, 'the root disk takes space');
+  });
+
   it('keeps the VM running with the same VMM pid across an agent restart', async () => {
     const runningAt = (await getVM()).status?.runningAt;
     await stack.restartAgent();

@@ -201,6 +201,57 @@ describe('scheduling and addresses', () => {
   });
 });
 
+describe('Cilium detection', () => {
+  it('falls back to the overlay without Cilium, and records Cilium once its CRDs appear', async () => {
+    await client.create(resources.ImpNetwork, network('overlay-net', '10.30.0.0/24'));
+    const fallback = await eventually('overlay chosen', async () => {
+      const n = await client.get<ImpNetwork>(resources.ImpNetwork, 'overlay-net', ns);
+      return n.status?.overlay ? n : undefined;
+    });
+    assert.equal(fallback.status?.overlay, 'vxlan');
+    assert.equal(fallback.status?.ciliumDetected, false);
+
+    // Cilium's CRDs, as its installation creates them (only the name matters here).
+    await client.create(resources.CustomResourceDefinition, {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'ciliumendpoints.cilium.io' },
+      spec: {
+        group: 'cilium.io',
+        names: {
+          kind: 'CiliumEndpoint',
+          plural: 'ciliumendpoints',
+          listKind: 'CiliumEndpointList',
+        },
+        scope: 'Namespaced',
+        versions: [
+          {
+            name: 'v2',
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+            },
+          },
+        ],
+      },
+    } as KubeObject);
+    const detected = await eventually('Cilium recorded', async () => {
+      const n = await client.get<ImpNetwork>(resources.ImpNetwork, 'overlay-net', ns);
+      return n.status?.overlay === 'cilium' ? n : undefined;
+    });
+    assert.equal(detected.status?.ciliumDetected, true);
+    const events = await client.list<ImpVM & { reason?: string }>(resources.Event, ns, {
+      fieldSelector: 'regarding.name=overlay-net',
+    });
+    const reasons = events.items.map((e) => e.reason);
+    assert.ok(
+      reasons.includes('OverlayFallback') && reasons.includes('CiliumDetected'),
+      `${reasons}`,
+    );
+  });
+});
+
 describe('deletion and metrics', () => {
   it('completes deletion after the grace period when the node agent is gone', async () => {
     await createNode(client, 'node-lost', { pool: 'lost' });

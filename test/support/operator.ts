@@ -75,6 +75,7 @@ export async function startOperator(
     identity: options.identity ?? 'operator-test',
     clock: options.clock,
     lostNodeGraceMs: options.lostNodeGraceMs,
+    ciliumCheckIntervalMs: 0,
     leaderElection: { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
   });
   await operator.start();

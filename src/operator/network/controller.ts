@@ -64,7 +64,7 @@ export class NetworkController {
       await this.ctx.events.record(network, 'Warning', 'SubnetFull', 'every address is allocated');
     }
     // Cilium can be installed later; look again now and then.
-    return { requeueAfterMs: 120_000 };
+    return { requeueAfterMs: Math.max(this.ctx.ciliumCheckIntervalMs, 1_000) * 2 };
   };
 
   /** VMs (in the cache) that name this network or hold an address on it. */
@@ -125,7 +125,9 @@ export class NetworkController {
 
   private async ciliumPresent(): Promise<boolean> {
     const now = Date.now();
-    if (this.ciliumCache && now - this.ciliumCache.at < 60_000) return this.ciliumCache.present;
+    if (this.ciliumCache && now - this.ciliumCache.at < this.ctx.ciliumCheckIntervalMs) {
+      return this.ciliumCache.present;
+    }
     let present = false;
     try {
       await this.ctx.client.get(resources.CustomResourceDefinition, CILIUM_CRD);
