@@ -16,7 +16,7 @@ export const operatorHelp = `imp operator [flags]
   --webhook-bind ADDR   admission webhooks over HTTPS (default 0.0.0.0:9443)
   --webhook-cert-dir D  holds tls.crt and tls.key (default /etc/imp/webhook); webhooks are
                         off when the directory has no certificate
-  --workers N           reconcile workers per controller (default 4)
+  --workers N           reconcile workers per controller (default 8)
   --log-level LEVEL     debug, info, warn, error (default info)`;
 
 export async function runOperator(argv: string[]): Promise<void> {

@@ -84,7 +84,7 @@ export class Operator {
         log: log.child({ controller: name }),
         metrics: this.metrics.controllers,
         reconcile,
-        workers: options.workers ?? 4,
+        workers: options.workers ?? 8,
       });
     const vms = make('vm', this.vmController.reconcile);
     const networks = make('network', networkController.reconcile);

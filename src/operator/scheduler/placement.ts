@@ -43,6 +43,13 @@ export class Placer {
     bind: (node: string) => Promise<void>,
   ): Promise<Placement> {
     const key = keyOf(vm.metadata);
+    // A VM placed moments ago whose binding the cache does not show yet keeps that node:
+    // placing it again could bind it twice, and its own reservation must not count.
+    const earlier = this.assumed.get(key);
+    if (earlier) {
+      await bind(earlier.node);
+      return { node: earlier.node };
+    }
     const placement = schedule(
       {
         vcpus: spec.vcpus,

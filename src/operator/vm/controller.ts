@@ -8,7 +8,7 @@ import {
   FINALIZER_OPERATOR,
 } from '../../api/agentlease.ts';
 import { type EffectiveSpec, expireAfterMs, resolveSpec } from '../../api/effective.ts';
-import { isNotFound } from '../../kube/client.ts';
+import { isConflict, isNotFound } from '../../kube/client.ts';
 import type { Result } from '../../kube/controller.ts';
 import { keyOf } from '../../kube/object.ts';
 import { resources } from '../../kube/resources.ts';
@@ -138,12 +138,12 @@ export class VMController {
     this.seen(key);
     const policy = this.ctx.informers.configs.get('default')?.spec?.scheduling?.policy ?? 'Spread';
     const sizing = { vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB };
+    // The binding is written with the rest of this reconcile's status, address included,
+    // in one request; the placer counts the VM against the node from this moment.
     const placement = await this.placer.place(vm, spec, policy, async (node) => {
-      // Bind durably before anything else can count on it.
       status.nodeName = node;
       status.resources = sizing;
       condition(status, vm, 'Scheduled', true, 'Scheduled', `bound to node ${node}`, now);
-      await this.writeStatus(vm, status);
     });
     if (placement.message === undefined) {
       const started = this.firstSeen.get(key);
@@ -246,6 +246,19 @@ export class VMController {
   }
 
   private async addFinalizer(vm: ImpVM): Promise<void> {
+    // One request in the common case: a merge patch carrying the cached resourceVersion,
+    // which the API server refuses if the VM changed since; then read-modify-write.
+    try {
+      await this.ctx.client.mergePatch(resources.ImpVM, vm.metadata.name, vm.metadata.namespace, {
+        metadata: {
+          resourceVersion: vm.metadata.resourceVersion,
+          finalizers: [...(vm.metadata.finalizers ?? []), FINALIZER_OPERATOR],
+        },
+      });
+      return;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
     await updateWithRetry<ImpVM>(
       this.ctx.client,
       resources.ImpVM,
