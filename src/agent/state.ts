@@ -45,7 +45,8 @@ export class StateStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    // VM dirs hold disks with resolved secret env values: root only.
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
   }
 
   async list(): Promise<VMRecord[]> {
@@ -68,7 +69,7 @@ export class StateStore {
   /** Writes atomically, so a crash leaves the old or the new record, never half of one. */
   async put(record: VMRecord): Promise<void> {
     const dir = this.vmDir(record.uid);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = join(dir, 'vm.json.tmp');
     await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`);
     await rename(tmp, join(dir, 'vm.json'));

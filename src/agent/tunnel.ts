@@ -36,7 +36,10 @@ export function dial(ip: string, port: number, netns?: string): Duplex {
   const child = spawn('ip', ['netns', 'exec', netns, 'busybox', 'nc', ip, String(port)], {
     stdio: ['pipe', 'pipe', 'ignore'],
   });
-  return Duplex.from({ readable: child.stdout, writable: child.stdin });
+  const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  child.on('error', (err) => stream.destroy(err));
+  stream.on('close', () => child.kill());
+  return stream;
 }
 
 export function attachTunnels(server: Server, options: TunnelOptions): void {

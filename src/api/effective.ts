@@ -58,8 +58,10 @@ export function resolveSpec(inputs: EffectiveInputs): EffectiveSpec {
     className: className(inputs),
     networkName: pick('networkRef')?.name,
     vcpus: resources.vcpus ?? vmClass?.vcpus ?? fallbackSizing.vcpus,
-    memoryMiB: memory === undefined ? fallbackSizing.memoryMiB : quantityBytes(memory) / MiB,
-    diskMiB: disk === undefined ? fallbackSizing.diskMiB : quantityBytes(disk) / MiB,
+    // Whole MiB, rounded up: VMMs and disks are sized in MiB.
+    memoryMiB:
+      memory === undefined ? fallbackSizing.memoryMiB : Math.ceil(quantityBytes(memory) / MiB),
+    diskMiB: disk === undefined ? fallbackSizing.diskMiB : Math.ceil(quantityBytes(disk) / MiB),
     command: pick('command'),
     args: pick('args'),
     workingDir: pick('workingDir'),

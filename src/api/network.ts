@@ -21,7 +21,9 @@ export const ImpNetworkSpec = withRules(
           message: 'must name the network address (host bits zero), e.g. 10.0.0.0/24',
         },
         {
-          rule: '!isCIDR(self) || (cidr(self).prefixLength() >= 8 && cidr(self).prefixLength() <= 29)',
+          rule:
+            '!isCIDR(self) || ' +
+            '(cidr(self).prefixLength() >= 8 && cidr(self).prefixLength() <= 29)',
           message: 'prefix length must be between /8 and /29',
         },
       ],

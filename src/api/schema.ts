@@ -56,8 +56,9 @@ export function Duration(description: string, minimum?: string): TUnsafe<string 
   });
 }
 
-const quantityPattern =
-  '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$';
+// Kubernetes' quantity grammar: a signed decimal, then a binary or decimal suffix or exponent.
+const decimal = '(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))';
+const quantityPattern = `^(\\+|-)?${decimal}(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?${decimal}))?$`;
 
 /** A Kubernetes resource quantity (`512Mi`, `2Gi`, `1`), stored as written. */
 export function Quantity(description: string): TUnsafe<string | number> {

@@ -63,4 +63,6 @@ function describe(err: unknown): string {
   return lines.join('\n  caused by: ');
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: after a failed start, open servers or watches would keep a broken
+// process alive (and healthy-looking) forever.
+process.exit(await main(process.argv.slice(2)));

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../log.ts';
 import { Operator } from '../operator/operator.ts';
 import { startWebhookServer } from '../operator/webhooks/server.ts';
 import { startHealthServer } from '../server/health.ts';
-import { defaultIdentity, defaultNamespace, hostPort, parse } from './args.ts';
+import { defaultIdentity, defaultNamespace, hostPort, parse, UsageError } from './args.ts';
 
 export const operatorHelp = `imp operator [flags]
   --kubeconfig PATH     kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
@@ -38,7 +38,7 @@ export async function runOperator(argv: string[]): Promise<void> {
     log,
     namespace: values.namespace ?? defaultNamespace(),
     identity: values.id ?? defaultIdentity(),
-    workers: values.workers ? Number(values.workers) : undefined,
+    workers: values.workers ? positiveInteger(values.workers, 'workers') : undefined,
   });
   let synced = false;
   const server = await startHealthServer({
@@ -71,6 +71,14 @@ async function startWebhooks(certDir: string, bind: { host: string; port: number
     return undefined;
   }
   return await startWebhookServer({ ...bind, cert, key, log: log.child({ component: 'webhook' }) });
+}
+
+function positiveInteger(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UsageError(`--${flag} must be a positive whole number (got "${value}")`);
+  }
+  return n;
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

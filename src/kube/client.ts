@@ -50,6 +50,8 @@ export class KubeClient {
   readonly config: KubeConfig;
   private readonly server: URL;
   private readonly agent: Agent;
+  /** Limit for one request that is not a watch. */
+  readonly timeoutMs = 30_000;
 
   constructor(config: KubeConfig) {
     const cluster = config.getCurrentCluster();
@@ -84,7 +86,8 @@ export class KubeClient {
       path: `${url.pathname}${url.search}`,
       headers: { accept: 'application/json' },
       agent: this.agent,
-      signal: params.signal,
+      // A request on a dead keep-alive socket must not hang its caller forever.
+      signal: params.signal ?? AbortSignal.timeout(this.timeoutMs),
     };
     await this.config.applyToHTTPSOptions(opts);
     if (params.body !== undefined) {
@@ -115,6 +118,7 @@ export class KubeClient {
     } catch (err) {
       throw new Error(`${what}: request failed`, { cause: err });
     }
+    res.setEncoding('utf8');
     let text = '';
     for await (const chunk of res) text += chunk;
     const status = res.statusCode ?? 0;
@@ -269,6 +273,8 @@ export class KubeClient {
       for await (const chunk of res) text += chunk;
       throw new ApiError(`watch ${path}: ${res.statusCode} ${text}`, res.statusCode ?? 0);
     }
+    // Decode as a stream: a character split between chunks must not become U+FFFD.
+    res.setEncoding('utf8');
     let buffer = '';
     for await (const chunk of res) {
       buffer += chunk;

@@ -49,7 +49,8 @@ export interface ControllerOptions {
 
 export class Controller {
   readonly name: string;
-  readonly queue: WorkQueue;
+  /** Replaced on each start, since a shut-down queue stays shut. */
+  queue: WorkQueue;
   private readonly opts: ControllerOptions;
   private workers: Promise<void>[] = [];
 
@@ -65,6 +66,8 @@ export class Controller {
   }
 
   start(): void {
+    if (this.workers.length > 0) return;
+    if (this.queue.isShutDown) this.queue = new WorkQueue(this.opts.queue);
     const count = this.opts.workers ?? 2;
     for (let i = 0; i < count; i++) this.workers.push(this.work());
   }

@@ -126,6 +126,8 @@ export class Informer<T extends KubeObject> {
     // One controller per watch, so a stall or stop() cancels just this stream.
     const watchAbort = new AbortController();
     const onStop = () => watchAbort.abort();
+    // stop() may have been called while the list was in flight: then do not watch at all.
+    if (this.abort.signal.aborted) return;
     this.abort.signal.addEventListener('abort', onStop);
     const stallMs = this.opts.stallMs ?? 360_000;
     let stallTimer = setTimeout(() => watchAbort.abort(), stallMs);

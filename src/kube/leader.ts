@@ -84,7 +84,14 @@ export class LeaderElector {
     while (!this.abort.signal.aborted) {
       let ok = false;
       try {
-        ok = await this.tryAcquireOrRenew();
+        // An attempt that outlives the renew deadline counts as failed, so a hung request
+        // cannot keep a replica believing it leads.
+        ok = await Promise.race([
+          this.tryAcquireOrRenew(),
+          sleep(renewDeadlineMs).then(() => {
+            throw new Error(`no answer within ${renewDeadlineMs} ms`);
+          }),
+        ]);
       } catch (err) {
         log.warn({ err }, 'leader election attempt failed');
       }

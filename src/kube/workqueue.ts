@@ -41,6 +41,10 @@ export class WorkQueue {
     this.tokensAt = this.now();
   }
 
+  get isShutDown(): boolean {
+    return this.shuttingDown;
+  }
+
   /** Keys waiting to be processed. */
   get depth(): number {
     return this.queue.length;
@@ -117,8 +121,11 @@ export class WorkQueue {
     }
   }
 
+  /** Stops handing out keys: what waits in the queue is dropped, not processed. */
   shutdown(): void {
     this.shuttingDown = true;
+    this.queue.length = 0;
+    this.dirty.clear();
     for (const { timer } of this.delayed.values()) clearTimeout(timer);
     this.delayed.clear();
     for (const waiter of this.waiters.splice(0)) waiter(undefined);

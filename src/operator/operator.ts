@@ -121,8 +121,10 @@ export class Operator {
   }
 
   async stop(): Promise<void> {
-    await this.elector.release();
+    // Stop acting before handing the lease over, so two replicas never act at once.
+    this.leading = false;
     await Promise.all(this.controllers.map((c) => c.stop()));
+    await this.elector.release();
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
 

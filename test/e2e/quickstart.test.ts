@@ -75,23 +75,16 @@ describe('the quick-start on a real guest', () => {
     pid = vm.status!.vmmPid!;
     assert.ok(alive(pid), 'the VMM process runs');
 
-    // Straight to the guest address from inside the namespace...
-    const direct = await runTool(
-      'ip',
-      [
-        'netns',
-        'exec',
-        stack.netns,
-        'timeout',
-        '10',
-        'busybox',
-        'wget',
-        '-qO-',
-        'http://192.168.100.2/',
-      ],
-      { timeoutMs: 20_000 },
-    );
-    assert.match(direct.stdout.toString(), new RegExp(nginxStandInMarker));
+    // Straight to the guest address from inside the namespace. The guest reports ready just
+    // before it starts the workload, so the server may need a moment to listen.
+    const wget = ['netns', 'exec', stack.netns, 'timeout', '10', 'busybox', 'wget', '-qO-'];
+    const direct = await eventually('the page from inside the namespace', async () => {
+      const result = await runTool('ip', [...wget, 'http://192.168.100.2/'], {
+        timeoutMs: 20_000,
+      });
+      return result.stdout.toString();
+    });
+    assert.match(direct, new RegExp(nginxStandInMarker));
     // ...and through a loopback port-forward, as a user would.
     const forward = await startForward({
       localPort: 0,

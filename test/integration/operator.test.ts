@@ -202,7 +202,7 @@ describe('scheduling and addresses', () => {
 });
 
 describe('Cilium detection', () => {
-  it('falls back to the overlay without Cilium, and records Cilium once its CRDs appear', async () => {
+  it('falls back to the overlay without Cilium, and records Cilium when its CRDs appear', async () => {
     await client.create(resources.ImpNetwork, network('overlay-net', '10.30.0.0/24'));
     const fallback = await eventually('overlay chosen', async () => {
       const n = await client.get<ImpNetwork>(resources.ImpNetwork, 'overlay-net', ns);

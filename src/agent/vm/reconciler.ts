@@ -21,7 +21,7 @@ import { workloadScript } from '../guest/workload.ts';
 import type { RegistryMirror } from '../image/sources.ts';
 import type { ImageStore } from '../image/store.ts';
 import type { AgentMetrics } from '../metrics.ts';
-import { networkId, vmId } from '../network/names.ts';
+import { networkId, vmId, vmTapName } from '../network/names.ts';
 import type { KernelSource, VMNetworking } from '../ports.ts';
 import type { StateStore, VMRecord } from '../state.ts';
 import type { Driver, Machine, MachineSpec } from '../vmm/types.ts';
@@ -71,6 +71,7 @@ export class VMReconciler {
   private readonly opts: ReconcilerOptions;
   private readonly machines = new Map<string, Machine>();
   private readonly consoles = new Map<string, ConsoleWatcher>();
+  private readonly perVM = new Map<string, Promise<unknown>>();
 
   constructor(options: ReconcilerOptions) {
     this.opts = options;
@@ -86,15 +87,43 @@ export class VMReconciler {
   }
 
   reconcile = async (key: string): Promise<Result> => {
-    const vm = this.opts.informers.vms.get(key);
-    if (!vm) return undefined; // gone: the sweep cleans what it left
+    const uid = this.opts.informers.vms.get(key)?.metadata.uid;
+    if (!uid) return undefined; // gone: the sweep cleans what it left
+    return await this.serial(uid, async () => {
+      const vm = this.opts.informers.vms.get(key);
+      return vm?.metadata.uid === uid ? await this.reconcileVM(vm) : undefined;
+    });
+  };
+
+  /**
+   * Runs `task` after every earlier task for the same VM: reconciles and teardowns from
+   * informer events or the sweep never interleave on one VM.
+   */
+  private serial<T>(uid: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.perVM.get(uid) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.catch(() => {});
+    this.perVM.set(uid, settled);
+    void settled.then(() => {
+      if (this.perVM.get(uid) === settled) this.perVM.delete(uid);
+    });
+    return next;
+  }
+
+  private async reconcileVM(vm: ImpVM): Promise<Result> {
     const uid = vm.metadata.uid!;
     if (vm.metadata.deletionTimestamp || vm.status?.nodeName !== this.opts.node) {
-      await this.teardown(uid, vm);
+      await this.teardownNow(uid, vm);
       await this.removeFinalizer(vm);
       return undefined;
     }
-    await this.addFinalizer(vm);
+    // The cached VM may be stale: a VM whose deletion began meanwhile is not provisioned.
+    const fresh = await this.addFinalizer(vm);
+    if (fresh?.metadata.deletionTimestamp) {
+      await this.teardownNow(uid, vm);
+      await this.removeFinalizer(fresh);
+      return undefined;
+    }
 
     const record = (await this.opts.state.get(uid)) ?? this.newRecord(vm);
     const status = statusFromRecord(vm, record, this.machines.get(uid)?.pid);
@@ -102,14 +131,18 @@ export class VMReconciler {
     try {
       result = await this.step(vm, record, status);
     } catch (err) {
+      // Every failure is shown on the VM; unexpected ones are also retried with back-off.
+      const reason = err instanceof ProvisionError ? err.reason : 'ProvisionFailed';
+      const message = errorChain(err);
+      setAgentCondition(status, vm, 'Provisioned', false, reason, message);
+      await this.opts.events.record(vm, 'Warning', reason, message);
+      await this.writeStatus(vm, status);
       if (!(err instanceof ProvisionError)) throw err;
-      setAgentCondition(status, vm, 'Provisioned', false, err.reason, err.message);
-      await this.opts.events.record(vm, 'Warning', err.reason, err.message);
-      result = { requeueAfterMs: 15_000 };
+      return { requeueAfterMs: 15_000 };
     }
     await this.writeStatus(vm, status);
     return result;
-  };
+  }
 
   /** Decides what the VM needs next and does it. */
   private async step(vm: ImpVM, record: VMRecord, status: AgentStatus): Promise<Result> {
@@ -191,6 +224,9 @@ export class VMReconciler {
     if (network && vm.status?.ip) {
       await progress('ConfiguringNetwork', `attaching to ${network.metadata.name}`);
       const netId = networkId(ns, network.metadata.name);
+      // Recorded before they exist, so a concurrent sweep keeps what is being built.
+      Object.assign(record, { networkId: netId, tap: vmTapName(record.uid) });
+      await state.put(record);
       const prefix = network.spec!.subnet.split('/')[1];
       const gateway = network.status?.gateway ?? '';
       await this.opts.networking.ensureNetwork({
@@ -242,7 +278,17 @@ export class VMReconciler {
     delete record.exitCode;
     await state.put(record);
     await this.track(vm, record, machine, true);
-    await machine.start();
+    try {
+      await machine.start();
+    } catch (err) {
+      this.machines.delete(record.uid);
+      await machine.kill().catch(() => {});
+      delete record.pid;
+      await state.put(record);
+      throw new ProvisionError('StartFailed', `starting the VMM: ${errorChain(err)}`, {
+        cause: err,
+      });
+    }
     setAgentCondition(status, vm, 'Running', true, 'Started', `VMM pid ${machine.pid} started`);
     setAgentCondition(
       status,
@@ -362,7 +408,11 @@ export class VMReconciler {
   }
 
   /** Stops the VMM (gracefully first) and removes everything the VM had on this node. */
-  async teardown(uid: string, vm?: ImpVM): Promise<void> {
+  teardown(uid: string, vm?: ImpVM): Promise<void> {
+    return this.serial(uid, () => this.teardownNow(uid, vm));
+  }
+
+  private async teardownNow(uid: string, vm?: ImpVM): Promise<void> {
     const record = await this.opts.state.get(uid);
     const machine = this.machines.get(uid);
     if (machine) {
@@ -403,9 +453,10 @@ export class VMReconciler {
     }
   }
 
-  private async addFinalizer(vm: ImpVM): Promise<void> {
-    if (vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return;
-    await updateWithRetry<ImpVM>(
+  /** Adds the agent's finalizer; returns the VM as the API server has it now, if read. */
+  private async addFinalizer(vm: ImpVM): Promise<ImpVM | undefined> {
+    if (vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return undefined;
+    return await updateWithRetry<ImpVM>(
       this.opts.client,
       resources.ImpVM,
       vm.metadata.name,
@@ -451,6 +502,15 @@ export class VMReconciler {
   }
 }
 
+/** An error and its causes in one line, for a condition message. */
+function errorChain(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e && parts.length < 5; e = (e as { cause?: unknown }).cause) {
+    parts.push(e instanceof Error ? e.message : String(e));
+  }
+  return parts.join(': ');
+}
+
 /**
  * Kills `pid` if it is still this VM's VMM: its command line names the VM's run directory,
  * which no other process does, so a recycled pid is never hit.
@@ -458,7 +518,11 @@ export class VMReconciler {
 async function killStray(pid: number, vmRunDir: string): Promise<void> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (!cmdline.includes(vmRunDir)) return;
-  process.kill(pid, 'SIGKILL');
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return; // it ended on its own meanwhile
+  }
   for (let i = 0; i < 50; i++) {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     // Gone, or a zombie waiting for its parent: either way it no longer runs.

@@ -116,6 +116,8 @@ export class Placer {
     for (const vm of this.ctx.informers.vms.byIndex('node', node)) {
       const key = keyOf(vm.metadata);
       counted.add(key);
+      // A finished VM has no VMM left; like a completed Pod it holds no capacity.
+      if (vm.status?.phase === 'Succeeded' || vm.status?.phase === 'Failed') continue;
       const r = vm.status?.resources ?? this.assumed.get(key);
       used.vms++;
       used.vcpus += r?.vcpus ?? 0;

@@ -64,7 +64,12 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       if (!request) return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
       let problems: FieldProblem[];
       try {
-        problems = request.operation === 'DELETE' ? [] : checks[kind](request);
+        // An update that leaves the spec alone (finalizers, labels) is never refused:
+        // an object admitted under older rules must still be deletable.
+        const specUnchanged =
+          request.operation === 'UPDATE' &&
+          JSON.stringify(request.object?.spec) === JSON.stringify(request.oldObject?.spec);
+        problems = request.operation === 'DELETE' || specUnchanged ? [] : checks[kind](request);
       } catch (err) {
         options.log.error({ err, kind }, 'admission check failed');
         problems = [{ field: 'spec', message: `could not be checked: ${(err as Error).message}` }];

@@ -106,7 +106,9 @@ export function checkVM(
       if (JSON.stringify(spec[key]) !== JSON.stringify(old.spec?.[key])) {
         problems.push({
           field: `spec.${key}`,
-          message: `cannot change once the VM is bound to node ${old.status.nodeName}; recreate the VM`,
+          message:
+            `cannot change once the VM is bound to node ${old.status.nodeName}; ` +
+            'recreate the VM',
         });
       }
     }
