@@ -35,12 +35,18 @@ export async function startAgentServer(
           reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
           const abort = new AbortController();
           req.raw.on('close', () => abort.abort());
-          await streamConsole(
-            path,
-            (chunk) => reply.raw.write(chunk),
-            Boolean(req.query.follow),
-            abort.signal,
-          );
+          try {
+            await streamConsole(
+              path,
+              (chunk) => reply.raw.write(chunk),
+              Boolean(req.query.follow),
+              abort.signal,
+            );
+          } catch (err) {
+            // Headers are gone already: say it in the stream, and in the log with its cause.
+            log.warn({ err, vm: `${req.params.ns}/${req.params.vm}` }, 'console stream failed');
+            reply.raw.write(`\n[imp: console stream failed: ${(err as Error).message}]\n`);
+          }
           reply.raw.end();
         },
       );

@@ -88,6 +88,7 @@ export async function streamConsole(
   let offset = 0;
   do {
     const size = (await stat(path).catch(() => undefined))?.size ?? 0;
+    if (size < offset) offset = 0; // a new VMM started a new log
     if (size > offset) {
       for await (const chunk of createReadStream(path, { start: offset, end: size - 1 })) {
         write(chunk as Buffer);

@@ -50,6 +50,13 @@ export async function runAgent(argv: string[]): Promise<void> {
     throw new UsageError(`--accel must be auto, kvm or tcg (got "${accel}")`);
   }
   const listen = hostPort(values.listen ?? '127.0.0.1:9090', 'listen');
+  const wildcard = ['0.0.0.0', '::', '[::]'].includes(listen.host);
+  if (wildcard && !values.advertise) {
+    throw new UsageError(
+      `--advertise is required when --listen binds every address (${values.listen}): ` +
+        'the operator and CLI need an address that reaches this node',
+    );
+  }
   const node = values.node ?? process.env.NODE_NAME ?? hostname();
   const log = createLogger({ name: 'agent', level: values['log-level'] }).child({ node });
   const client = KubeClient.load(values.kubeconfig);

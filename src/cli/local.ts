@@ -172,16 +172,24 @@ Logs of the operator and agent: .imp/imp.log. Ctrl-C stops everything.`;
 
 async function down(): Promise<void> {
   const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGTERM');
-      console.log(`asked imp local up (pid ${pid}) to stop`);
-      while (isAlive(pid)) await sleep(200);
-    } catch {}
+  // A stale pid file may name a pid the system has since given to another program.
+  if (pid && (await isLocalUp(pid))) {
+    process.kill(pid, 'SIGTERM');
+    console.log(`asked imp local up (pid ${pid}) to stop`);
+    const deadline = Date.now() + 120_000;
+    while (isAlive(pid)) {
+      if (Date.now() > deadline) throw new Error(`imp local up (pid ${pid}) did not stop in 2m`);
+      await sleep(200);
+    }
   }
   await deleteNetns('imp-local').catch(() => {});
   await rm(pidFile, { force: true });
   console.log('local Imp is down');
+}
+
+async function isLocalUp(pid: number): Promise<boolean> {
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return argv.includes('local') && argv.includes('up');
 }
 
 function isAlive(pid: number): boolean {

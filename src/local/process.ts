@@ -1,6 +1,6 @@
 /** Starts helper processes (etcd, kube-apiserver, registries) and stops them for sure. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 
 export interface ManagedProcess {
   readonly name: string;
@@ -28,7 +28,12 @@ export function startProcess(
   env: NodeJS.ProcessEnv = process.env,
 ): ManagedProcess {
   const fd = openSync(logFile, 'a');
-  const child = spawn(command, args, { stdio: ['ignore', fd, fd], env });
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { stdio: ['ignore', fd, fd], env });
+  } finally {
+    closeSync(fd); // the child holds its own copy
+  }
   const exited = new Promise<number | string>((resolve) => {
     child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
     child.on('error', () => resolve('spawn-error'));

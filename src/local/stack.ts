@@ -17,7 +17,7 @@ import { renderCrdFiles } from '../api/manifests.ts';
 import { isConflict, KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/object.ts';
 import { type Resource, resources } from '../kube/resources.ts';
-import type { Logger } from '../log.ts';
+import { fileLogger } from '../log.ts';
 import { Operator } from '../operator/operator.ts';
 import { ControlPlane } from './controlplane.ts';
 import { defaultCacheDir, publishNginxStandIn } from './images.ts';
@@ -95,7 +95,9 @@ export class LocalStack {
       const hypervisor = await chooseHypervisor(options.firecrackerBin);
       progress(`hypervisor: ${hypervisor.type} (${hypervisor.accel}) because ${hypervisor.reason}`);
       await mkdir(impDir, { recursive: true });
-      const log = await fileLogger(join(impDir, 'imp.log'), options.logLevel ?? 'info');
+      // JSON logs of the in-process operator and agent go to a file, progress to the terminal.
+      await writeFile(join(impDir, 'imp.log'), '');
+      const log = fileLogger(join(impDir, 'imp.log'), options.logLevel);
 
       progress('starting the control plane (kube-apiserver + etcd)');
       const kubeconfigPath = join(impDir, 'kubeconfig');
@@ -169,7 +171,14 @@ export class LocalStack {
           log,
           netns,
         );
-        await agent.start();
+        try {
+          await agent.start();
+        } catch (err) {
+          // A half-started agent (say, the kernel download failed) must not keep its port.
+          await agent.stop({ stopVMs: false }).catch(() => {});
+          await server.close();
+          throw err;
+        }
         return {
           agent,
           stop: async (stopVMs = false) => {
@@ -277,19 +286,4 @@ export async function installCrds(client: KubeClient): Promise<void> {
       await sleep(100);
     }
   }
-}
-
-/** JSON logs of the in-process operator and agent go to a file, progress to the terminal. */
-async function fileLogger(path: string, level: string): Promise<Logger> {
-  await writeFile(path, '');
-  const { pino } = await import('pino');
-  return pino(
-    {
-      level,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-      serializers: { err: pino.stdSerializers.errWithCause },
-    },
-    pino.destination({ dest: path, sync: false }),
-  ) as unknown as Logger;
 }

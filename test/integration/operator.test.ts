@@ -270,6 +270,10 @@ describe('deletion and metrics', () => {
     await client.delete(resources.ImpVM, 'orphan-vm', ns);
     await new Promise((r) => setTimeout(r, 1_000));
     assert.equal(await gone('orphan-vm'), false, 'waits while the agent might come back');
+    await eventually('orphan-vm shown as Stopping', async () => {
+      const v = await getVM('orphan-vm');
+      return v.status?.phase === 'Stopping' ? v : undefined;
+    });
     clock.advance(10 * 60_000);
     await client.mergePatch(resources.ImpVM, 'orphan-vm', ns, {
       metadata: { labels: { tick: '1' } },

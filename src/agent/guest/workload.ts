@@ -5,6 +5,7 @@
  * the cmd; `env` adds to (and overrides) the image's environment.
  */
 import type { ImageConfig } from '../image/manifest.ts';
+import { shellQuote } from '../shell.ts';
 
 export interface WorkloadOverrides {
   command?: string[];
@@ -13,11 +14,6 @@ export interface WorkloadOverrides {
   env: { name: string; value: string }[];
   workingDir?: string;
   user?: string;
-}
-
-/** Single-quotes a word for POSIX sh: the one quoting rule the guest relies on. */
-export function shellQuote(word: string): string {
-  return `'${word.replaceAll("'", "'\\''")}'`;
 }
 
 export function argvFor(image: ImageConfig, overrides: WorkloadOverrides): string[] {

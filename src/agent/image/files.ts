@@ -1,5 +1,5 @@
 /** Small filesystem helpers for the store: every write lands whole or not at all. */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { access, readFile, rename, writeFile } from 'node:fs/promises';
 
 export function sha256(data: string | Buffer): string {
@@ -25,7 +25,8 @@ export async function readJson<T>(path: string): Promise<T | undefined> {
 
 /** Readers see the old file or the new one, never half of either. */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const partial = `${path}.partial-${process.pid}`;
+  // Unique per write: two writers of one path in this process must not share a partial file.
+  const partial = `${path}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeFile(partial, JSON.stringify(value));
   await rename(partial, path);
 }

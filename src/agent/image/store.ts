@@ -10,7 +10,7 @@
  *   images/<hex>.json      written last, so its presence means the image is complete
  *   refs/<hash>.json       the manifest a reference last resolved to on this platform
  *   disks/<key>.ext4       base root disks, copied for each VM
- *   tmp/                   work in progress, cleared when the store opens
+ *   tmp/                   work in progress, cleared when the first store of a process opens
  * One store owns a cache directory at a time; nothing is ever deleted from it yet.
  */
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
@@ -118,6 +118,9 @@ interface StoredRef {
 const layoutTag = 'image';
 
 /** Pulls images and builds root disks on one node. */
+/** Cache dirs whose tmp/ this process has already cleared. */
+const clearedTmp = new Set<string>();
+
 export class ImageStore {
   private readonly cacheDir: string;
   private readonly log: Logger;
@@ -351,7 +354,12 @@ export class ImageStore {
   /** Prepares the cache directory once; a failure (a full disk, say) is retried next time. */
   private open(): Promise<void> {
     this.opened ??= (async () => {
-      await rm(this.dir('tmp'), { recursive: true, force: true });
+      // Leftovers of an earlier process go; a store replaced in this process (new mirror
+      // settings) may still be pulling into tmp/, so it is cleared once per process.
+      if (!clearedTmp.has(this.cacheDir)) {
+        clearedTmp.add(this.cacheDir);
+        await rm(this.dir('tmp'), { recursive: true, force: true });
+      }
       for (const name of ['blobs/sha256', 'layouts', 'bundles', 'images', 'refs', 'disks', 'tmp']) {
         await mkdir(this.dir(name), { recursive: true });
       }

@@ -4,6 +4,7 @@
  * step is visible in the VM's conditions and events, and every fact needed after an agent
  * restart is in the state store before the step that depends on it.
  */
+
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FIELD_MANAGER_AGENT, FINALIZER_AGENT } from '../../api/agentlease.ts';
@@ -11,10 +12,10 @@ import { findCondition } from '../../api/conditions.ts';
 import { isNotFound, type KubeClient } from '../../kube/client.ts';
 import type { Result } from '../../kube/controller.ts';
 import type { EventRecorder } from '../../kube/events.ts';
+import { addFinalizer, removeFinalizers } from '../../kube/finalizers.ts';
 import { keyOf } from '../../kube/object.ts';
 import { resources } from '../../kube/resources.ts';
 import { apiTime } from '../../kube/time.ts';
-import { updateWithRetry } from '../../kube/update.ts';
 import type { Logger } from '../../log.ts';
 import { ConsoleWatcher } from '../guest/console.ts';
 import { workloadScript } from '../guest/workload.ts';
@@ -114,14 +115,14 @@ export class VMReconciler {
     const uid = vm.metadata.uid!;
     if (vm.metadata.deletionTimestamp || vm.status?.nodeName !== this.opts.node) {
       await this.teardownNow(uid, vm);
-      await this.removeFinalizer(vm);
+      await removeFinalizers(this.opts.client, resources.ImpVM, vm, [FINALIZER_AGENT]);
       return undefined;
     }
     // The cached VM may be stale: a VM whose deletion began meanwhile is not provisioned.
-    const fresh = await this.addFinalizer(vm);
-    if (fresh?.metadata.deletionTimestamp) {
+    const fresh = await addFinalizer(this.opts.client, resources.ImpVM, vm, FINALIZER_AGENT);
+    if (fresh.metadata.deletionTimestamp) {
       await this.teardownNow(uid, vm);
-      await this.removeFinalizer(fresh);
+      await removeFinalizers(this.opts.client, resources.ImpVM, fresh, [FINALIZER_AGENT]);
       return undefined;
     }
 
@@ -454,41 +455,6 @@ export class VMReconciler {
   }
 
   /** Adds the agent's finalizer; returns the VM as the API server has it now, if read. */
-  private async addFinalizer(vm: ImpVM): Promise<ImpVM | undefined> {
-    if (vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return undefined;
-    return await updateWithRetry<ImpVM>(
-      this.opts.client,
-      resources.ImpVM,
-      vm.metadata.name,
-      vm.metadata.namespace,
-      (fresh) => {
-        const finalizers = fresh.metadata.finalizers ?? [];
-        if (fresh.metadata.deletionTimestamp || finalizers.includes(FINALIZER_AGENT)) return false;
-        fresh.metadata.finalizers = [...finalizers, FINALIZER_AGENT];
-        return true;
-      },
-    );
-  }
-
-  private async removeFinalizer(vm: ImpVM): Promise<void> {
-    if (!vm.metadata.finalizers?.includes(FINALIZER_AGENT)) return;
-    try {
-      await updateWithRetry<ImpVM>(
-        this.opts.client,
-        resources.ImpVM,
-        vm.metadata.name,
-        vm.metadata.namespace,
-        (fresh) => {
-          const before = fresh.metadata.finalizers ?? [];
-          fresh.metadata.finalizers = before.filter((f) => f !== FINALIZER_AGENT);
-          return fresh.metadata.finalizers.length !== before.length;
-        },
-      );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-  }
-
   /** Lets go of every VMM without stopping them, for an agent that shuts down. */
   detachAll(): void {
     for (const machine of this.machines.values()) machine.detach();

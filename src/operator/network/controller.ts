@@ -3,10 +3,12 @@
  * addresses whose VMs are gone, decides between Cilium and the VXLAN overlay, and holds
  * deletion back while VMs still use the network.
  */
+
 import { setCondition } from '../../api/conditions.ts';
 import type { ImpNetworkStatus } from '../../api/network.ts';
 import { isNotFound } from '../../kube/client.ts';
 import type { Result } from '../../kube/controller.ts';
+import { addFinalizer, removeFinalizers } from '../../kube/finalizers.ts';
 import { resources } from '../../kube/resources.ts';
 import { updateWithRetry } from '../../kube/update.ts';
 import type { ImpNetwork, OperatorContext } from '../context.ts';
@@ -47,7 +49,7 @@ export class NetworkController {
       },
       { subresource: 'status' },
     );
-    await this.ensureFinalizer(network);
+    await addFinalizer(this.ctx.client, resources.ImpNetwork, network, FINALIZER_NETWORK);
     if (changedOverlay) {
       const message =
         fresh.status?.overlay === 'cilium'
@@ -139,23 +141,6 @@ export class NetworkController {
     return present;
   }
 
-  private async ensureFinalizer(network: ImpNetwork): Promise<void> {
-    if (network.metadata.finalizers?.includes(FINALIZER_NETWORK)) return;
-    await updateWithRetry<ImpNetwork>(
-      this.ctx.client,
-      resources.ImpNetwork,
-      network.metadata.name,
-      network.metadata.namespace,
-      (net) => {
-        if (net.metadata.deletionTimestamp) return false;
-        const finalizers = net.metadata.finalizers ?? [];
-        if (finalizers.includes(FINALIZER_NETWORK)) return false;
-        net.metadata.finalizers = [...finalizers, FINALIZER_NETWORK];
-        return true;
-      },
-    );
-  }
-
   /** A network in use stays until its last VM is gone, so no VM loses its address. */
   private async finalize(network: ImpNetwork, users: Set<string>): Promise<Result> {
     if (users.size > 0) {
@@ -167,21 +152,7 @@ export class NetworkController {
       );
       return { requeueAfterMs: 10_000 };
     }
-    try {
-      await updateWithRetry<ImpNetwork>(
-        this.ctx.client,
-        resources.ImpNetwork,
-        network.metadata.name,
-        network.metadata.namespace,
-        (net) => {
-          const before = net.metadata.finalizers ?? [];
-          net.metadata.finalizers = before.filter((f) => f !== FINALIZER_NETWORK);
-          return net.metadata.finalizers.length !== before.length;
-        },
-      );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    await removeFinalizers(this.ctx.client, resources.ImpNetwork, network, [FINALIZER_NETWORK]);
     return undefined;
   }
 }

@@ -2,18 +2,19 @@
  * The ImpVM controller: resolves the effective spec, binds the VM to a node, gives it an
  * address, expires it, and summarises its phase. Deletion releases what the VM held.
  */
+
 import {
   FIELD_MANAGER_OPERATOR,
   FINALIZER_AGENT,
   FINALIZER_OPERATOR,
 } from '../../api/agentlease.ts';
 import { type EffectiveSpec, expireAfterMs, resolveSpec } from '../../api/effective.ts';
-import { isConflict, isNotFound } from '../../kube/client.ts';
+import { isNotFound } from '../../kube/client.ts';
 import type { Result } from '../../kube/controller.ts';
+import { addFinalizer, removeFinalizers } from '../../kube/finalizers.ts';
 import { keyOf } from '../../kube/object.ts';
 import { resources } from '../../kube/resources.ts';
 import { apiTime } from '../../kube/time.ts';
-import { updateWithRetry } from '../../kube/update.ts';
 import type { ImpVM, ImpVMTemplate, OperatorContext } from '../context.ts';
 import { holderOf, SubnetFullError } from '../ipam/allocator.ts';
 import { macFor } from '../ipam/subnet.ts';
@@ -60,7 +61,7 @@ export class VMController {
     }
     if (vm.metadata.deletionTimestamp) return await this.finalize(vm);
     // Before anything is held for the VM, make sure its deletion will release it.
-    if (!vm.metadata.finalizers?.includes(FINALIZER_OPERATOR)) await this.addFinalizer(vm);
+    await addFinalizer(this.ctx.client, resources.ImpVM, vm, FINALIZER_OPERATOR);
 
     const now = this.ctx.clock.now();
     const status = ownedStatus(vm);
@@ -245,35 +246,6 @@ export class VMController {
     if (!before) await this.ctx.events.record(vm, 'Warning', reason, message);
   }
 
-  private async addFinalizer(vm: ImpVM): Promise<void> {
-    // One request in the common case: a merge patch carrying the cached resourceVersion,
-    // which the API server refuses if the VM changed since; then read-modify-write.
-    try {
-      await this.ctx.client.mergePatch(resources.ImpVM, vm.metadata.name, vm.metadata.namespace, {
-        metadata: {
-          resourceVersion: vm.metadata.resourceVersion,
-          finalizers: [...(vm.metadata.finalizers ?? []), FINALIZER_OPERATOR],
-        },
-      });
-      return;
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-    }
-    await updateWithRetry<ImpVM>(
-      this.ctx.client,
-      resources.ImpVM,
-      vm.metadata.name,
-      vm.metadata.namespace,
-      (fresh) => {
-        if (fresh.metadata.deletionTimestamp) return false;
-        const finalizers = fresh.metadata.finalizers ?? [];
-        if (finalizers.includes(FINALIZER_OPERATOR)) return false;
-        fresh.metadata.finalizers = [...finalizers, FINALIZER_OPERATOR];
-        return true;
-      },
-    );
-  }
-
   /** Releases what the VM holds, in order, then lets the API server delete it. */
   private async finalize(vm: ImpVM): Promise<Result> {
     const { ctx } = this;
@@ -281,6 +253,7 @@ export class VMController {
 
     // The agent stops the VMM and frees node resources; wait for it unless its node is lost.
     if (finalizers.includes(FINALIZER_AGENT)) {
+      await this.showStopping(vm);
       const wait = await this.waitForAgent(vm);
       if (wait !== undefined) return { requeueAfterMs: wait };
     }
@@ -297,8 +270,20 @@ export class VMController {
 
     // Let the deletion finish.
     this.placer.forget(keyOf(vm.metadata));
-    await this.removeFinalizers(vm, [FINALIZER_OPERATOR]);
+    await removeFinalizers(this.ctx.client, resources.ImpVM, vm, [FINALIZER_OPERATOR]);
     return undefined;
+  }
+
+  /** Shows the VM as Stopping (and not Ready) while its agent shuts it down. */
+  private async showStopping(vm: ImpVM): Promise<void> {
+    if (vm.status?.phase === 'Stopping') return;
+    const status = ownedStatus(vm);
+    this.summarise(vm, status, this.ctx.clock.now());
+    try {
+      await this.writeStatus(vm, status);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   /** Milliseconds to wait for the node's agent, or undefined once it may be bypassed. */
@@ -308,39 +293,22 @@ export class VMController {
       ? this.ctx.informers.agentLeases.get(`${this.ctx.namespace}/imp-agent-${node}`)
       : undefined;
     if (node && this.placer.leaseAlive(lease)) return 5_000;
-    const since = Date.parse(vm.metadata.deletionTimestamp!);
+    // The grace runs from the agent's last sign of life: an agent silent for an hour before
+    // the delete does not hold it up, one that fell silent just now gets the full grace.
+    const renewed = lease?.spec?.renewTime;
+    const since = Date.parse(renewed ?? vm.metadata.deletionTimestamp!);
     const waited = this.ctx.clock.now().getTime() - since;
     if (waited < this.ctx.lostNodeGraceMs) return this.ctx.lostNodeGraceMs - waited;
     await this.ctx.events.record(
       vm,
       'Warning',
       'AgentUnreachable',
-      `no live agent on node ${node ?? '(none)'} after ${Math.round(waited / 1000)}s; ` +
+      `no live agent on node ${node ?? '(none)'} for ${Math.round(waited / 1000)}s; ` +
         'completing deletion without it (anything left on the node is cleaned by its agent ' +
         'when it returns)',
     );
-    await this.removeFinalizers(vm, [FINALIZER_AGENT]);
+    await removeFinalizers(this.ctx.client, resources.ImpVM, vm, [FINALIZER_AGENT]);
     return undefined;
-  }
-
-  private async removeFinalizers(vm: ImpVM, remove: string[]): Promise<void> {
-    try {
-      await updateWithRetry<ImpVM>(
-        this.ctx.client,
-        resources.ImpVM,
-        vm.metadata.name,
-        vm.metadata.namespace,
-        (fresh) => {
-          const before = fresh.metadata.finalizers ?? [];
-          const after = before.filter((f) => !remove.includes(f));
-          if (after.length === before.length) return false;
-          fresh.metadata.finalizers = after;
-          return true;
-        },
-      );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
   }
 }
 

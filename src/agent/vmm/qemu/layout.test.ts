@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { shellQuote } from '../../shell.ts';
 import type { MachineSpec } from '../types.ts';
-import { planLayout, qemuArguments, servesQmpAt, shellQuote, withTscKeys } from './layout.ts';
+import { planLayout, qemuArguments, servesQmpAt, withTscKeys } from './layout.ts';
 
 const spec: MachineSpec = {
   id: 'web-1',

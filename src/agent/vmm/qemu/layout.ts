@@ -4,6 +4,7 @@
  * each choice.
  */
 import { join } from 'node:path';
+import { shellQuote } from '../../shell.ts';
 import type { MachineSpec } from '../types.ts';
 import type { QemuBalloonOptions } from './options.ts';
 
@@ -178,9 +179,4 @@ export function optionValue(value: string): string {
 /** Splits a QEMU option string at single commas, keeping doubled ones escaped. */
 function splitOptions(option: string): string[] {
   return option.split(/(?<!,),(?!,)/);
-}
-
-/** Quotes `value` as one word for /bin/sh. */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
 }
