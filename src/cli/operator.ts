@@ -1,10 +1,7 @@
-/** `imp operator`: the controllers, leader election and metrics, until SIGTERM. */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { KubeClient } from '../kube/client.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { Operator } from '../operator/operator.ts';
-import { startWebhookServer } from '../operator/webhooks/server.ts';
+import { readCertificatePair, startWebhookServer } from '../operator/webhooks/server.ts';
 import { startHealthServer } from '../server/health.ts';
 import { defaultIdentity, defaultNamespace, hostPort, parse, UsageError } from './args.ts';
 
@@ -63,14 +60,17 @@ export async function runOperator(argv: string[]): Promise<void> {
 }
 
 async function startWebhooks(certDir: string, bind: { host: string; port: number }, log: Logger) {
-  const [cert, key] = await Promise.all(
-    ['tls.crt', 'tls.key'].map((f) => readFile(join(certDir, f)).catch(() => undefined)),
-  );
-  if (!cert || !key) {
+  const pair = await readCertificatePair(certDir);
+  if (!pair) {
     log.warn({ certDir }, 'no webhook certificate found; admission webhooks are not served');
     return undefined;
   }
-  return await startWebhookServer({ ...bind, cert, key, log: log.child({ component: 'webhook' }) });
+  return await startWebhookServer({
+    ...bind,
+    ...pair,
+    log: log.child({ component: 'webhook' }),
+    reloadFrom: { dir: certDir },
+  });
 }
 
 function positiveInteger(value: string, flag: string): number {

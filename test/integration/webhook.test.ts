@@ -3,7 +3,11 @@
  * the server calls it and refuses what it rejects, with messages that name the field.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { KubeClient } from '../../src/kube/client.ts';
 import type { KubeObject } from '../../src/kube/object.ts';
@@ -11,7 +15,7 @@ import { makeServingCertificate } from '../../src/local/certs.ts';
 import type { ControlPlane } from '../../src/local/controlplane.ts';
 import { freePort } from '../../src/local/ports.ts';
 import { validatingWebhookConfiguration } from '../../src/operator/webhooks/config.ts';
-import { startWebhookServer } from '../../src/operator/webhooks/server.ts';
+import { readCertificatePair, startWebhookServer } from '../../src/operator/webhooks/server.ts';
 import { kubectl, startPlaneWithCrds } from '../support/cluster.ts';
 import { clientFor, testLogger } from '../support/operator.ts';
 
@@ -128,5 +132,52 @@ spec:
     ]);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /spec\.image: cannot change once the VM is bound to node node-a/);
+  });
+});
+
+describe('webhook certificate', () => {
+  /** The SHA-256 fingerprint of the certificate the server presents now. */
+  function presented(port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+        resolve(socket.getPeerCertificate().fingerprint256);
+        socket.end();
+      });
+      socket.on('error', reject);
+    });
+  }
+
+  it('serves a certificate renewed in place without a restart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'imp-webhook-cert-'));
+    const names = { dns: ['localhost'], ips: ['127.0.0.1'] };
+    const write = async (c: { certPem: string; keyPem: string }) => {
+      await writeFile(join(dir, 'tls.crt'), c.certPem);
+      await writeFile(join(dir, 'tls.key'), c.keyPem);
+    };
+    const first = await makeServingCertificate(names);
+    await write(first);
+    const pair = await readCertificatePair(dir);
+    assert.ok(pair, 'the pair just written is read back');
+    const port = await freePort();
+    const renewing = await startWebhookServer({
+      host: '127.0.0.1',
+      port,
+      ...pair,
+      log: testLogger('webhook'),
+      reloadFrom: { dir, intervalMs: 100 },
+    });
+    try {
+      const before = await presented(port);
+      await write(await makeServingCertificate(names));
+      let now = before;
+      for (let i = 0; i < 100 && now === before; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        now = await presented(port);
+      }
+      assert.notEqual(now, before, 'the renewed certificate is served');
+    } finally {
+      await renewing.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

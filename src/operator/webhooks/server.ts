@@ -2,6 +2,9 @@
  * The admission webhook server (HTTPS): validation for ImpVM, ImpVMClass and ImpVMTemplate.
  * It runs on every operator replica, leader or not, since the API server may call any.
  */
+import { readFile } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
+import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../../log.ts';
 import {
@@ -50,10 +53,48 @@ export interface WebhookServerOptions {
   cert: string | Buffer;
   key: string | Buffer;
   log: Logger;
+  /**
+   * Where `tls.crt` and `tls.key` are renewed in place (cert-manager's Secret volume): read
+   * again every `intervalMs` (default a minute) and served from then on, without a restart.
+   */
+  reloadFrom?: { dir: string; intervalMs?: number };
+}
+
+/** Reads `tls.crt` and `tls.key` from `dir`; undefined unless both are there. */
+export async function readCertificatePair(
+  dir: string,
+): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  const [cert, key] = await Promise.all(
+    ['tls.crt', 'tls.key'].map((f) => readFile(join(dir, f)).catch(() => undefined)),
+  );
+  return cert && key ? { cert, key } : undefined;
+}
+
+function reloadCertificates(
+  app: FastifyInstance,
+  options: WebhookServerOptions & { reloadFrom: { dir: string; intervalMs?: number } },
+): void {
+  const { dir, intervalMs = 60_000 } = options.reloadFrom;
+  let served = Buffer.concat([Buffer.from(options.cert), Buffer.from(options.key)]);
+  const timer = setInterval(async () => {
+    const pair = await readCertificatePair(dir);
+    if (!pair || Buffer.concat([pair.cert, pair.key]).equals(served)) return;
+    try {
+      (app.server as HttpsServer).setSecureContext(pair);
+      served = Buffer.concat([pair.cert, pair.key]);
+      options.log.info({ dir }, 'webhook certificate reloaded');
+    } catch (err) {
+      // A pair caught half-renewed (new certificate, old key) is tried again next time.
+      options.log.warn({ err, dir }, 'webhook certificate not reloaded');
+    }
+  }, intervalMs);
+  timer.unref();
+  app.addHook('onClose', async () => clearInterval(timer));
 }
 
 export async function startWebhookServer(options: WebhookServerOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, https: { cert: options.cert, key: options.key } });
+  if (options.reloadFrom) reloadCertificates(app, { ...options, reloadFrom: options.reloadFrom });
   for (const [kind, path] of Object.entries(webhookPaths) as [
     keyof typeof webhookPaths,
     string,
