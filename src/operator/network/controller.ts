@@ -34,6 +34,9 @@ export class NetworkController {
     const cilium = await this.overlay(network);
     const name = network.metadata.name;
     const namespace = network.metadata.namespace;
+    // The finalizer goes on first, from the cached object (one request), so a network whose
+    // status shows it in use is always protected.
+    await addFinalizer(this.ctx.client, resources.ImpNetwork, network, FINALIZER_NETWORK);
     let changedOverlay = false;
     const fresh = await updateWithRetry<ImpNetwork>(
       this.ctx.client,
@@ -49,7 +52,6 @@ export class NetworkController {
       },
       { subresource: 'status' },
     );
-    await addFinalizer(this.ctx.client, resources.ImpNetwork, network, FINALIZER_NETWORK);
     if (changedOverlay) {
       const message =
         fresh.status?.overlay === 'cilium'

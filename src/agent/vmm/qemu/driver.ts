@@ -74,7 +74,10 @@ export class QemuDriver implements Driver {
     const started = Date.now();
     await checkSnapshotFile(spec, files.statePath);
     const settings = { ...(await this.settings(spec)), incomingStatePath: files.statePath };
-    const machine = await this.launch(spec, layout, settings);
+    // A snapshot QEMU cannot load may end it before QMP answers; say what was attempted.
+    const machine = await this.launch(spec, layout, settings).catch((cause: unknown) => {
+      throw new Error(`restore VM ${spec.id} from ${files.statePath}`, { cause });
+    });
     try {
       await this.waitForSnapshotLoaded(machine);
       await this.configureBalloon(machine);
