@@ -21,6 +21,8 @@ export interface ControlPlaneOptions {
   kubeconfigPath?: string;
   onProgress?: (line: string) => void;
   startTimeoutMs?: number;
+  /** Extra kube-apiserver flags, appended last so they override Imp's. */
+  apiServerArgs?: string[];
 }
 
 export class ControlPlane {
@@ -60,7 +62,13 @@ export class ControlPlane {
     const processes: ManagedProcess[] = [];
     try {
       const etcdUrl = await startEtcd(binaries, dataDir, processes);
-      const { server, token } = await startApiServer(binaries, dataDir, etcdUrl, processes);
+      const { server, token } = await startApiServer(
+        binaries,
+        dataDir,
+        etcdUrl,
+        processes,
+        options.apiServerArgs ?? [],
+      );
       const plane = new ControlPlane({
         dataDir,
         kubeconfigPath,
@@ -144,6 +152,7 @@ async function startApiServer(
   dataDir: string,
   etcdUrl: string,
   processes: ManagedProcess[],
+  extraArgs: string[],
 ): Promise<{ server: string; token: string }> {
   const port = await freePort();
   const token = randomBytes(24).toString('hex');
@@ -170,6 +179,7 @@ async function startApiServer(
     '--disable-admission-plugins=ServiceAccount',
     '--enable-priority-and-fairness=false',
     '--v=0',
+    ...extraArgs,
   ];
   processes.push(
     startProcess('kube-apiserver', binaries.kubeApiserver, args, join(dataDir, 'apiserver.log')),
