@@ -46,6 +46,8 @@ function clientThrough(plane: ControlPlane, proxy: FaultProxy): CountingClient {
 }
 
 const configMap = (name: string, value: string): ConfigMap => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
   metadata: { name, namespace: 'default' },
   data: { value },
 });
