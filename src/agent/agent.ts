@@ -195,21 +195,21 @@ export class Agent {
   /** Removes VMs (and network leftovers) whose objects are gone or moved elsewhere. */
   private async sweep(): Promise<void> {
     const present = new Set(this.informers.vms.list().map((vm) => vm.metadata.uid!));
-    const keepNetworks = new Set<string>();
-    const keepVMs = new Set<string>();
     for (const record of await this.state.list()) {
-      if (!present.has(record.uid)) {
-        this.opts.log.info(
-          { vm: `${record.namespace}/${record.name}` },
-          'cleaning up a vanished VM',
-        );
-        await this.reconciler.teardown(record.uid);
-        continue;
-      }
-      if (record.networkId) keepNetworks.add(record.networkId);
-      if (record.tap) keepVMs.add(vmId(record.uid));
+      if (present.has(record.uid)) continue;
+      this.opts.log.info({ vm: `${record.namespace}/${record.name}` }, 'cleaning up a vanished VM');
+      await this.reconciler.teardown(record.uid);
     }
-    await this.opts.networking.cleanup({ networks: keepNetworks, vms: keepVMs });
+    // What to keep is read once networking is serialised for the cleanup: a VM records its
+    // network and TAP before building them, so one provisioned meanwhile is kept too.
+    await this.opts.networking.cleanup(async () => {
+      const keep = { networks: new Set<string>(), vms: new Set<string>() };
+      for (const record of await this.state.list()) {
+        if (record.networkId) keep.networks.add(record.networkId);
+        if (record.tap) keep.vms.add(vmId(record.uid));
+      }
+      return keep;
+    });
   }
 
   private async usage(): Promise<VMUsage[]> {

@@ -16,8 +16,17 @@ export interface VMNetworking {
   ensureNetwork(params: NetworkParams): Promise<{ bridge: string }>;
   attachVM(params: { networkId: string; vmId: string }): Promise<{ tap: string }>;
   detachVM(vmId: string): Promise<void>;
-  /** Removes Imp devices and rules not named in `keep`. */
-  cleanup(keep: { networks: Set<string>; vms: Set<string> }): Promise<void>;
+  /**
+   * Removes Imp devices and rules not named in `keep`; a function is called only once no
+   * other networking change can run, so its answer cannot be stale.
+   */
+  cleanup(keep: KeepSets | (() => Promise<KeepSets>)): Promise<void>;
+}
+
+/** What a cleanup must leave alone: network ids and VM ids. */
+export interface KeepSets {
+  networks: Set<string>;
+  vms: Set<string>;
 }
 
 export interface GuestKernel {

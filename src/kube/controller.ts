@@ -52,7 +52,9 @@ export class Controller {
   /** Replaced on each start, since a shut-down queue stays shut. */
   queue: WorkQueue;
   private readonly opts: ControllerOptions;
-  private workers: Promise<void>[] = [];
+  private running = false;
+  /** The current workers; they end when their queue is shut down. */
+  private workers: Promise<void> = Promise.resolve();
 
   constructor(options: ControllerOptions) {
     this.opts = options;
@@ -65,24 +67,34 @@ export class Controller {
     this.opts.metrics.depth.set({ controller: this.name }, this.queue.depth);
   }
 
+  /**
+   * Starts the workers on a fresh queue. After a `stop()` whose workers are still finishing
+   * (leadership lost and won back at once), the new ones wait for them, so no key is ever
+   * reconciled twice at the same time; keys added meanwhile wait in the new queue.
+   */
   start(): void {
-    if (this.workers.length > 0) return;
+    if (this.running) return;
+    this.running = true;
     if (this.queue.isShutDown) this.queue = new WorkQueue(this.opts.queue);
+    const queue = this.queue;
     const count = this.opts.workers ?? 2;
-    for (let i = 0; i < count; i++) this.workers.push(this.work());
+    this.workers = this.workers.then(async () => {
+      await Promise.all(Array.from({ length: count }, () => this.work(queue)));
+    });
   }
 
+  /** Shuts the queue and waits for the reconciles in progress to end. */
   async stop(): Promise<void> {
+    this.running = false;
     this.queue.shutdown();
-    await Promise.all(this.workers);
-    this.workers = [];
+    await this.workers;
   }
 
-  private async work(): Promise<void> {
+  private async work(queue: WorkQueue): Promise<void> {
     const { log, metrics, reconcile } = this.opts;
     const controller = this.name;
-    for (let key = await this.queue.get(); key !== undefined; key = await this.queue.get()) {
-      metrics.depth.set({ controller }, this.queue.depth);
+    for (let key = await queue.get(); key !== undefined; key = await queue.get()) {
+      metrics.depth.set({ controller }, queue.depth);
       const endTimer = metrics.duration.startTimer({ controller });
       let result: Result;
       let error: unknown;
@@ -94,17 +106,17 @@ export class Controller {
       endTimer();
       if (error) {
         log.error({ controller, key, err: error }, 'reconcile failed');
-        this.queue.addRateLimited(key);
+        queue.addRateLimited(key);
         metrics.reconciles.inc({ controller, result: 'error' });
       } else if (result) {
-        this.queue.forget(key);
-        this.queue.addAfter(key, result.requeueAfterMs);
+        queue.forget(key);
+        queue.addAfter(key, result.requeueAfterMs);
         metrics.reconciles.inc({ controller, result: 'requeue' });
       } else {
-        this.queue.forget(key);
+        queue.forget(key);
         metrics.reconciles.inc({ controller, result: 'success' });
       }
-      this.queue.done(key);
+      queue.done(key);
     }
   }
 }

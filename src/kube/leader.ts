@@ -83,17 +83,24 @@ export class LeaderElector {
     let lastRenew = 0;
     while (!this.abort.signal.aborted) {
       let ok = false;
+      // A leader's attempt may last only until its renew deadline, counted from the last
+      // renewal: a hung request must not keep a replica believing it leads once others may
+      // have taken over.
+      const budgetMs = this.leading
+        ? Math.max(0, renewDeadlineMs - (Date.now() - lastRenew))
+        : renewDeadlineMs;
+      const timer = new AbortController();
       try {
-        // An attempt that outlives the renew deadline counts as failed, so a hung request
-        // cannot keep a replica believing it leads.
         ok = await Promise.race([
           this.tryAcquireOrRenew(),
-          sleep(renewDeadlineMs).then(() => {
-            throw new Error(`no answer within ${renewDeadlineMs} ms`);
+          sleep(budgetMs, undefined, { signal: timer.signal }).then(() => {
+            throw new Error(`no answer within ${budgetMs} ms`);
           }),
         ]);
       } catch (err) {
         log.warn({ err }, 'leader election attempt failed');
+      } finally {
+        timer.abort();
       }
       const now = Date.now();
       if (ok) {
@@ -103,7 +110,7 @@ export class LeaderElector {
           log.info({ identity: this.opts.identity }, 'became leader');
           this.opts.onStartedLeading();
         }
-      } else if (this.leading && now - lastRenew > renewDeadlineMs) {
+      } else if (this.leading && now - lastRenew >= renewDeadlineMs) {
         this.leading = false;
         log.warn({ identity: this.opts.identity }, 'lost leadership');
         this.opts.onStoppedLeading();

@@ -230,6 +230,9 @@ describe('Firecracker driver after an agent restart', () => {
       /does not hold the API socket/.test(String((error.cause as Error).message)),
     );
 
+    assert.equal(await driver.ownsProcess(spec, original.pid), true);
+    assert.equal(await driver.ownsProcess(other, original.pid), false, 'another VM id');
+    assert.equal(await driver.ownsProcess(spec, process.pid), false, 'not a Firecracker');
     const adopted = await driver.adopt(spec, original.pid);
     assert.equal(adopted.pid, original.pid);
     assert.equal((await adopted.describe()).state, 'Running');
@@ -292,11 +295,15 @@ describe('Firecracker driver through the jailer', () => {
     };
     const { driver } = newDriver({ jailer });
     const jails = join(jailer.chrootBaseDir, basename(firecrackerBin ?? ''));
-    const first = track(await driver.create(await specFor('jail-a')));
+    const firstSpec = await specFor('jail-a');
+    const first = track(await driver.create(firstSpec));
     assert.equal(first.socketPath, join(jails, 'jail-a/root/firecracker.sock'));
     await first.start();
     await waitForConsole(first.consoleLogPath, /tick 1\n/);
     assert.equal((await stat(`/proc/${first.pid}`)).uid, 65534, 'the VMM runs unprivileged');
+    // A jailed VMM's paths are inside its chroot; its id still tells it apart.
+    assert.equal(await driver.ownsProcess(firstSpec, first.pid), true);
+    assert.equal(await driver.ownsProcess(await specFor('jail-x'), first.pid), false);
     assert.ok(existsSync(`/sys/fs/cgroup/cpu/${jailer.parentCgroup}/jail-a`));
 
     await first.pause();

@@ -5,6 +5,7 @@
  * it on each reconcile and after a restart. See docs/networking.md.
  */
 import type { Logger } from '../../log.ts';
+import type { KeepSets } from '../ports.ts';
 import { type Link, NodeCommands } from './commands.ts';
 import {
   bridgeMac,
@@ -173,10 +174,13 @@ export class HostNetwork {
   /**
    * Removes Imp's TAPs, bridges and chains that belong to no network in `keep.networks` and
    * no VM in `keep.vms`: what a crash or a missed deletion left behind. The keep sets are
-   * checked first, since one malformed id would otherwise doom devices still in use.
+   * checked first, since one malformed id would otherwise doom devices still in use. Given
+   * a function, the sets are read inside the serialised section, so a VM whose network is
+   * being built in the meantime cannot be missed.
    */
-  cleanup(keep: { networks: Set<string>; vms: Set<string> }): Promise<void> {
+  cleanup(keepSets: KeepSets | (() => Promise<KeepSets>)): Promise<void> {
     return this.serial('clean up stale networking', async () => {
+      const keep = typeof keepSets === 'function' ? await keepSets() : keepSets;
       const keepBridges = new Set([...keep.networks].map(bridgeName));
       const keepTaps = new Set([...keep.vms].map(tapName));
       const removed: { taps: string[]; bridges: string[]; chains: string[] } = {

@@ -5,7 +5,6 @@
  * restart is in the state store before the step that depends on it.
  */
 
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FIELD_MANAGER_AGENT, FINALIZER_AGENT } from '../../api/agentlease.ts';
 import { findCondition } from '../../api/conditions.ts';
@@ -25,6 +24,7 @@ import type { AgentMetrics } from '../metrics.ts';
 import { networkId, vmId, vmTapName } from '../network/names.ts';
 import type { KernelSource, VMNetworking } from '../ports.ts';
 import type { StateStore, VMRecord } from '../state.ts';
+import { readProcStat } from '../vmm/proc.ts';
 import type { Driver, Machine, MachineSpec } from '../vmm/types.ts';
 import type { Informers } from './informers.ts';
 import {
@@ -384,7 +384,7 @@ export class VMReconciler {
     );
     this.opts.metrics.exits.inc({ kind: crashed ? 'crash' : 'exit' });
     // A VMM that could not be adopted may still run: stop it before anything replaces it.
-    await killStray(record.pid!, runDir(this.opts.state.vmDir(record.uid)));
+    await this.killStray(record);
     record.exitCode = exitCode;
     delete record.pid;
     status.vmmPid = undefined;
@@ -423,7 +423,7 @@ export class VMReconciler {
         await this.opts.events.record(vm, 'Normal', 'Stopped', `VMM pid ${machine.pid} stopped`);
     } else if (record?.pid) {
       // A VMM this agent never adopted (it failed to): make sure it is gone.
-      await killStray(record.pid, runDir(this.opts.state.vmDir(uid)));
+      await this.killStray(record);
     }
     this.consoles.delete(uid);
     if (record) await this.releaseNodeResources(record, true);
@@ -454,7 +454,27 @@ export class VMReconciler {
     }
   }
 
-  /** Adds the agent's finalizer; returns the VM as the API server has it now, if read. */
+  /**
+   * Kills the recorded VMM if it still runs and the driver recognises it as this VM's, so a
+   * recycled pid is never hit. A record from before the machine spec was saved has no VMM.
+   */
+  private async killStray(record: VMRecord): Promise<void> {
+    const { pid, machine } = record;
+    if (!pid || !machine) return;
+    if (!(await this.opts.driver.ownsProcess(machine as MachineSpec, pid))) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return; // it ended on its own meanwhile
+    }
+    for (let i = 0; i < 50; i++) {
+      const stat = await readProcStat(pid);
+      // Gone, or a zombie waiting for its parent: either way it no longer runs.
+      if (!stat || stat.state === 'Z') return;
+      await sleep(100);
+    }
+  }
+
   /** Lets go of every VMM without stopping them, for an agent that shuts down. */
   detachAll(): void {
     for (const machine of this.machines.values()) machine.detach();
@@ -475,24 +495,4 @@ function errorChain(err: unknown): string {
     parts.push(e instanceof Error ? e.message : String(e));
   }
   return parts.join(': ');
-}
-
-/**
- * Kills `pid` if it is still this VM's VMM: its command line names the VM's run directory,
- * which no other process does, so a recycled pid is never hit.
- */
-async function killStray(pid: number, vmRunDir: string): Promise<void> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!cmdline.includes(vmRunDir)) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    return; // it ended on its own meanwhile
-  }
-  for (let i = 0; i < 50; i++) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // Gone, or a zombie waiting for its parent: either way it no longer runs.
-    if (!stat || /^\d+ \(.*\) Z/.test(stat)) return;
-    await sleep(100);
-  }
 }

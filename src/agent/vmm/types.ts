@@ -94,4 +94,9 @@ export interface Driver {
   restore(spec: MachineSpec, files: SnapshotFiles, resume: boolean): Promise<Machine>;
   /** Re-attaches to a VMM that survived an agent restart. */
   adopt(spec: MachineSpec, pid: number): Promise<Machine>;
+  /**
+   * True when `pid` is this VM's VMM, judged from the process alone (its VMM may be hung),
+   * so a VMM that could not be adopted can still be stopped without hitting a reused pid.
+   */
+  ownsProcess(spec: MachineSpec, pid: number): Promise<boolean>;
 }

@@ -4,7 +4,7 @@
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ownsUnixSocket, processIdentity, readProcStat } from '../proc.ts';
+import { ownsUnixSocket, processArguments, processIdentity, readProcStat } from '../proc.ts';
 import { adoptedVmm, outputTail, spawnVmm, type VmmProcess, waitForReady } from '../process.ts';
 import type { Driver, MachineSpec, SnapshotFiles } from '../types.ts';
 import { FirecrackerApi } from './api.ts';
@@ -103,6 +103,19 @@ export class FirecrackerDriver implements Driver {
     const machine = this.assemble(spec, layout, api, vmm);
     this.options.log.info({ vm: spec.id, pid, state }, 'VMM adopted');
     return machine;
+  }
+
+  /**
+   * Firecracker runs with `--id <VM id>`, also when the jailer starts it (the jailer passes
+   * its own `--id` on), and no other VM has that id.
+   */
+  async ownsProcess(spec: MachineSpec, pid: number): Promise<boolean> {
+    const [{ comm, argv0 }, argv] = await Promise.all([
+      processIdentity(pid),
+      processArguments(pid),
+    ]).catch(() => [{ comm: '', argv0: '' }, [] as string[]] as const);
+    if (!comm.includes('firecracker') && !basename(argv0).includes('firecracker')) return false;
+    return argv.some((arg, index) => arg === spec.id && argv[index - 1] === '--id');
   }
 
   private plan(spec: MachineSpec, snapshot?: SnapshotFiles): VmLayout {

@@ -131,6 +131,15 @@ export class QemuDriver implements Driver {
     return machine;
   }
 
+  /** A QEMU serving QMP on this VM's socket, which lives in the VM's own run dir. */
+  async ownsProcess(spec: MachineSpec, pid: number): Promise<boolean> {
+    const [{ comm }, argv] = await Promise.all([processIdentity(pid), processArguments(pid)]).catch(
+      () => [{ comm: '' }, [] as string[]] as const,
+    );
+    if (!comm.includes('qemu') && !basename(argv[0] ?? '').includes('qemu')) return false;
+    return servesQmpAt(argv, planLayout(spec).qmpSocketPath);
+  }
+
   /** How this driver launches `spec`: the acceleration and what TCG adds to the cmdline. */
   private async settings(spec: MachineSpec): Promise<LaunchSettings> {
     const { log } = this.options;
