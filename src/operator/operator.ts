@@ -179,8 +179,21 @@ export class Operator {
     const pending = { added: () => this.retryPending(vms), updated: () => this.retryPending(vms) };
     this.informers.nodes.on(pending);
     this.informers.profiles.on(pending);
-    this.informers.classes.on(pending);
-    this.informers.templates.on(pending);
+    // A template or class that changes or goes affects VMs already bound, too: their
+    // conditions and expiry. Templates are indexed; class changes are rare, so all VMs.
+    const templateUsers = (t: KubeObject) => {
+      this.retryPending(vms);
+      for (const vm of this.informers.vms.byIndex('template', keyOf(t.metadata))) enqueue(vms, vm);
+    };
+    this.informers.templates.on({
+      added: templateUsers,
+      updated: templateUsers,
+      deleted: templateUsers,
+    });
+    const everyVM = () => {
+      for (const vm of this.informers.vms.list()) enqueue(vms, vm);
+    };
+    this.informers.classes.on({ added: everyVM, updated: everyVM, deleted: everyVM });
     this.informers.configs.on(pending);
     this.informers.agentLeases.on({
       added: () => this.retryPending(vms),
@@ -229,6 +242,8 @@ function createInformers(client: KubeClient, log: Logger, namespace: string): In
           return [...names].filter(Boolean).map((n) => `${ns}/${n}`);
         },
         namespace: (vm) => [vm.metadata.namespace ?? ''],
+        template: (vm) =>
+          vm.spec?.templateRef ? [`${vm.metadata.namespace}/${vm.spec.templateRef.name}`] : [],
       },
     }),
     networks: make(resources.ImpNetwork),

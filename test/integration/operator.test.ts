@@ -201,6 +201,36 @@ describe('scheduling and addresses', () => {
   });
 });
 
+describe('a network being deleted', () => {
+  it('gives no new address while its VMs hold it back, then goes', async () => {
+    await client.create(resources.ImpNetwork, network('closing-net', '10.31.0.0/24'));
+    await client.create(resources.ImpVM, vm('closing-a', { networkRef: { name: 'closing-net' } }));
+    await eventually('closing-a addressed', async () =>
+      (await getVM('closing-a')).status?.ip ? true : undefined,
+    );
+    await client.delete(resources.ImpNetwork, 'closing-net', ns);
+    await client.create(resources.ImpVM, vm('closing-b', { networkRef: { name: 'closing-net' } }));
+    const refused = await eventually('closing-b refused an address', async () => {
+      const got = await getVM('closing-b');
+      const c = got.status?.conditions?.find((x) => x.type === 'AddressAllocated');
+      return c?.reason === 'NetworkTerminating' ? c : undefined;
+    });
+    assert.match(refused.message ?? '', /closing-net is being deleted/);
+    const net = await client.get<ImpNetwork>(resources.ImpNetwork, 'closing-net', ns);
+    assert.equal(net.status?.allocated, 1, 'only the address held before the deletion');
+
+    for (const name of ['closing-a', 'closing-b']) await client.delete(resources.ImpVM, name, ns);
+    await eventually('closing-net gone with its last VM', async () => {
+      try {
+        await client.get(resources.ImpNetwork, 'closing-net', ns);
+        return undefined;
+      } catch (err) {
+        return isNotFound(err) ? true : undefined;
+      }
+    });
+  });
+});
+
 describe('Cilium detection', () => {
   it('falls back to the overlay without Cilium, and records Cilium when its CRDs appear', async () => {
     await client.create(resources.ImpNetwork, network('overlay-net', '10.30.0.0/24'));
@@ -378,6 +408,55 @@ describe('expiry', () => {
       const v = await getVM('exp-off');
       return v.status?.nodeName && v.status.expiresAt === undefined ? v : undefined;
     });
+  });
+
+  it('still expires a running VM whose template was deleted, and says so once', async () => {
+    await client.create(resources.ImpVMTemplate, {
+      apiVersion: 'imp.dev/v1alpha1',
+      kind: 'ImpVMTemplate',
+      metadata: { name: 'short-lived-tpl', namespace: ns },
+      spec: { image: 'docker.io/library/nginx:1.27-alpine' },
+    });
+    const orphan = vm('exp-orphan', {
+      templateRef: { name: 'short-lived-tpl' },
+      expireAfter: '2m',
+    });
+    await client.create(resources.ImpVM, orphan);
+    const start = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
+    await markRunning('exp-orphan', start);
+    await expiresAt('exp-orphan', new Date(start.getTime() + 120_000));
+
+    await client.delete(resources.ImpVMTemplate, 'short-lived-tpl', ns);
+    const missing = await eventually('the missing template reported', async () => {
+      const got = await getVM('exp-orphan');
+      const c = got.status?.conditions?.find((x) => x.type === 'SpecResolved');
+      return c?.reason === 'TemplateNotFound' ? got : undefined;
+    });
+    assert.equal(
+      missing.status?.expiresAt,
+      new Date(start.getTime() + 120_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+    );
+    // More reconciles (a label change each) do not repeat the warning.
+    for (const tick of ['1', '2']) {
+      await client.mergePatch(resources.ImpVM, 'exp-orphan', ns, {
+        metadata: { labels: { tick } },
+      });
+    }
+    await eventually('label seen', async () =>
+      (await getVM('exp-orphan')).metadata.labels?.tick === '2' ? true : undefined,
+    );
+    const events = await client.list<ImpVM & { reason?: string }>(resources.Event, ns, {
+      fieldSelector: 'regarding.name=exp-orphan',
+    });
+    assert.equal(events.items.filter((e) => e.reason === 'TemplateNotFound').length, 1);
+
+    clock.advance(121_000);
+    await client.mergePatch(resources.ImpVM, 'exp-orphan', ns, {
+      metadata: { labels: { tick: '3' } },
+    });
+    await eventually('exp-orphan deleted by expiry', async () =>
+      (await gone('exp-orphan')) ? true : undefined,
+    );
   });
 
   it('anchors to the first runningAt and deletes the VM once the time has passed', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConsoleWatcher } from './console.ts';
-import { argvFor, workloadScript } from './workload.ts';
+import { argvFor, signalName, workloadScript } from './workload.ts';
 
 const image = {
   entrypoint: ['/docker-entrypoint.sh'],
@@ -12,6 +12,7 @@ const image = {
   env: ['PATH=/usr/bin:/bin', 'NGINX_VERSION=1.27'],
   workingDir: '',
   user: '',
+  stopSignal: '',
 };
 
 describe('workloadScript', () => {
@@ -29,6 +30,19 @@ describe('workloadScript', () => {
       '-c',
       'x',
     ]);
+  });
+
+  it("passes the image's stop signal on by name, and none when the image has none", () => {
+    assert.match(
+      workloadScript({ ...image, stopSignal: 'SIGQUIT' }, { env: [] }),
+      /^IMP_STOP_SIGNAL=SIGQUIT$/m,
+    );
+    assert.doesNotMatch(workloadScript(image, { env: [] }), /IMP_STOP_SIGNAL/);
+    assert.equal(signalName('quit'), 'SIGQUIT');
+    assert.equal(signalName('3'), 'SIGQUIT');
+    assert.equal(signalName('SIGWINCH'), 'SIGWINCH');
+    assert.throws(() => signalName('SIGNOPE'), /stop signal "SIGNOPE" is not a Linux signal/);
+    assert.throws(() => signalName('99'), /not a Linux signal/);
   });
 
   it('quotes every value and lets VM env override the image', () => {

@@ -4,6 +4,7 @@
  * Kubernetes: `command` replaces the entrypoint and drops the image's cmd; `args` replaces
  * the cmd; `env` adds to (and overrides) the image's environment.
  */
+import { constants } from 'node:os';
 import type { ImageConfig } from '../image/manifest.ts';
 import { shellQuote } from '../shell.ts';
 
@@ -39,7 +40,25 @@ export function workloadScript(image: ImageConfig, overrides: WorkloadOverrides)
   if (workdir) lines.push(`IMP_WORKDIR=${shellQuote(workdir)}`);
   const user = overrides.user ?? image.user;
   if (user) lines.push(`IMP_USER=${shellQuote(user)}`);
+  if (image.stopSignal) lines.push(`IMP_STOP_SIGNAL=${signalName(image.stopSignal)}`);
   for (const [name, value] of env) lines.push(`imp_env ${shellQuote(`${name}=${value}`)}`);
   for (const word of argv) lines.push(`imp_arg ${shellQuote(word)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The image's stop signal as the guest init takes it: a name such as `SIGQUIT`. Images may
+ * give a name with or without `SIG`, or a number.
+ */
+export function signalName(signal: string): string {
+  const signals = constants.signals as Record<string, number>;
+  const trimmed = signal.trim().toUpperCase();
+  if (/^\d+$/.test(trimmed)) {
+    const name = Object.keys(signals).find((n) => signals[n] === Number(trimmed));
+    if (name) return name;
+  } else {
+    const name = trimmed.startsWith('SIG') ? trimmed : `SIG${trimmed}`;
+    if (name in signals) return name;
+  }
+  throw new Error(`the image's stop signal ${JSON.stringify(signal)} is not a Linux signal`);
 }

@@ -21,6 +21,8 @@ export interface ImageConfig {
   workingDir: string;
   /** Empty means root, as in the OCI spec. */
   user: string;
+  /** The signal that asks the workload to stop (`SIGQUIT`, `3`); empty means SIGTERM. */
+  stopSignal: string;
 }
 
 interface Descriptor {
@@ -96,6 +98,7 @@ export async function readImageConfig(layoutDir: string): Promise<ImageConfig> {
     env: stringArray(config.Env),
     workingDir: typeof config.WorkingDir === 'string' ? config.WorkingDir : '',
     user: typeof config.User === 'string' ? config.User : '',
+    stopSignal: typeof config.StopSignal === 'string' ? config.StopSignal : '',
   };
 }
 

@@ -18,12 +18,28 @@ export type ImpNetwork = KubeObject<ImpNetworkSpec, ImpNetworkStatus>;
 export const holderOf = (vm: { metadata: { name: string; uid?: string } }) =>
   `${vm.metadata.name}/${vm.metadata.uid ?? ''}`;
 
-export class SubnetFullError extends Error {
-  constructor(network: string, total: number) {
-    super(`network ${network} has no free address (all ${total} are allocated)`);
-    this.name = 'SubnetFullError';
+/** The network gives no address now; `reason` is the condition reason to show. */
+export class AddressRefusedError extends Error {
+  readonly reason: 'SubnetFull' | 'NetworkTerminating';
+  constructor(reason: AddressRefusedError['reason'], message: string) {
+    super(message);
+    this.name = 'AddressRefusedError';
+    this.reason = reason;
   }
 }
+
+const subnetFull = (network: string, total: number) =>
+  new AddressRefusedError(
+    'SubnetFull',
+    `network ${network} has no free address (all ${total} are allocated)`,
+  );
+
+/** A network being deleted waits for its VMs to go; it must not gain new ones meanwhile. */
+const terminating = (network: string) =>
+  new AddressRefusedError(
+    'NetworkTerminating',
+    `network ${network} is being deleted and gives out no new addresses`,
+  );
 
 /** Recomputes the counters that summarise allocations. */
 export function summarise(network: ImpNetwork, status: ImpNetworkStatus): ImpNetworkStatus {
@@ -136,9 +152,13 @@ export class Allocator {
               results.set(request, held);
               continue;
             }
+            if (network.metadata.deletionTimestamp) {
+              results.set(request, terminating(networkName));
+              continue;
+            }
             const address = firstFree(subnet, new Set(Object.keys(allocations)));
             if (!address) {
-              results.set(request, new SubnetFullError(networkName, usableCount(subnet)));
+              results.set(request, subnetFull(networkName, usableCount(subnet)));
               continue;
             }
             allocations[address] = request.holder!;
@@ -151,8 +171,11 @@ export class Allocator {
         },
         { subresource: 'status' },
       );
-    } catch (err) {
-      for (const request of batch) request.reject(err);
+    } catch (cause) {
+      const error = new Error(`update the addresses of network ${namespace}/${networkName}`, {
+        cause,
+      });
+      for (const request of batch) request.reject(error);
       return;
     }
     for (const request of batch) {

@@ -16,7 +16,7 @@ import { keyOf } from '../../kube/object.ts';
 import { resources } from '../../kube/resources.ts';
 import { apiTime } from '../../kube/time.ts';
 import type { ImpVM, ImpVMTemplate, OperatorContext } from '../context.ts';
-import { holderOf, SubnetFullError } from '../ipam/allocator.ts';
+import { AddressRefusedError, holderOf } from '../ipam/allocator.ts';
 import { macFor } from '../ipam/subnet.ts';
 import type { Placer } from '../scheduler/placement.ts';
 import {
@@ -68,10 +68,16 @@ export class VMController {
     const inputs = this.inputs(vm);
     let requeue: number | undefined;
     if ('reason' in inputs) {
-      condition(status, vm, 'Ready', false, inputs.reason, inputs.message, now);
+      // Its own condition, so the summary below cannot hide it and the warning is not
+      // repeated; a VM already running keeps its expiry, from what can still be read.
+      condition(status, vm, 'SpecResolved', false, inputs.reason, inputs.message, now);
       await this.warnOnce(vm, inputs.reason, inputs.message);
-      requeue = RETRY_MS;
+      const partial = { template: undefined, poolExpireAfter: this.poolExpireAfter(vm) };
+      requeue = minDelay(RETRY_MS, await this.expire(vm, partial, status, now));
+      if (requeue === -1) return undefined; // expired and deleted
     } else {
+      const resolved = 'template, class and cluster defaults resolved';
+      condition(status, vm, 'SpecResolved', true, 'Resolved', resolved, now);
       requeue = minDelay(
         await this.schedule(vm, inputs.spec, status, now),
         await this.allocateAddress(vm, inputs.spec, status, now),
@@ -164,9 +170,9 @@ export class VMController {
   private async allocateAddress(vm: ImpVM, spec: EffectiveSpec, status: OperatorStatus, now: Date) {
     const network = spec.networkName;
     // Only bound VMs hold addresses, so a VM waiting for capacity keeps none from others.
-    if (!network || !status.nodeName || (status.ip && status.network === network)) {
-      return undefined;
-    }
+    // An address once given stays with the VM: the agent has plumbed it, and a changed
+    // template must not make the VM hold a second one.
+    if (!network || !status.nodeName || status.ip) return undefined;
     const ns = vm.metadata.namespace!;
     if (!this.ctx.informers.networks.get(`${ns}/${network}`)) {
       const message = `ImpNetwork ${network} does not exist in namespace ${ns}`;
@@ -180,15 +186,20 @@ export class VMController {
       condition(status, vm, 'AddressAllocated', true, 'Allocated', `${ip} from ${network}`, now);
       return undefined;
     } catch (err) {
-      if (!(err instanceof SubnetFullError)) throw err;
-      condition(status, vm, 'AddressAllocated', false, 'SubnetFull', err.message, now);
-      await this.ctx.events.record(vm, 'Warning', 'SubnetFull', err.message);
+      if (!(err instanceof AddressRefusedError)) throw err;
+      condition(status, vm, 'AddressAllocated', false, err.reason, err.message, now);
+      await this.ctx.events.record(vm, 'Warning', err.reason, err.message);
       return RETRY_MS;
     }
   }
 
   /** Deletes the VM once its expiry time has passed; -1 means it was deleted. */
-  private async expire(vm: ImpVM, inputs: Inputs, status: OperatorStatus, now: Date) {
+  private async expire(
+    vm: ImpVM,
+    inputs: Pick<Inputs, 'template' | 'poolExpireAfter'>,
+    status: OperatorStatus,
+    now: Date,
+  ) {
     const ms = expireAfterMs({
       vm: vm.spec ?? {},
       pool: inputs.poolExpireAfter,

@@ -4,7 +4,12 @@ import type { ImpVMStatus, VMPhase } from '../../api/vm.ts';
 import type { ImpVM } from '../context.ts';
 
 /** Condition types the operator writes; the agent writes Provisioned, Running, GuestReady. */
-export const operatorConditions = ['Scheduled', 'AddressAllocated', 'Ready'] as const;
+export const operatorConditions = [
+  'SpecResolved',
+  'Scheduled',
+  'AddressAllocated',
+  'Ready',
+] as const;
 
 export type OperatorStatus = Pick<
   ImpVMStatus,
