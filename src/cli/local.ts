@@ -2,8 +2,8 @@
  * `imp local up`: Imp on this host with the quick-start running and reachable on loopback.
  * `imp local down`: stops a running `imp local up` and removes what it left.
  */
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ImpVMSpec, ImpVMStatus } from '../api/vm.ts';
 import type { KubeObject } from '../kube/object.ts';
@@ -42,6 +42,17 @@ async function up(argv: string[]): Promise<void> {
     'log-level': { type: 'string' },
   });
   const check = values.check || process.env.IMP_LOCAL_CHECK === '1';
+  const requestedPort = parsePort(values.port);
+  // One instance per project: a second would share the namespace, node and state dir.
+  const running = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (running && running !== process.pid && (await isLocalUp(running))) {
+    throw new Error(
+      `imp local up is already running here (pid ${running}); stop it with Ctrl-C in its ` +
+        'terminal or "npm run imp -- local down" first',
+    );
+  }
+  await mkdir(dirname(pidFile), { recursive: true });
+  await writeFile(pidFile, `${process.pid}\n`);
   const started = performance.now();
   const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)}s`;
   const progress = (line: string) => console.log(`[imp ${elapsed()}] ${line}`);
@@ -51,14 +62,25 @@ async function up(argv: string[]): Promise<void> {
     progress,
     logLevel: values['log-level'],
     firecrackerBin: values['firecracker-bin'] ?? process.env.IMP_FIRECRACKER_BIN,
+  }).catch(async (err: unknown) => {
+    await rm(pidFile, { force: true });
+    throw err;
   });
-  await writeFile(pidFile, `${process.pid}\n`);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     progress('stopping: VMs, agent, operator, registry, control plane');
-    await stack.stop();
+    // A second Ctrl-C would leave VMs and their network behind; say what is going on instead.
+    const patience = () => progress('still stopping; wait a few seconds more');
+    process.on('SIGINT', patience);
+    process.on('SIGTERM', patience);
+    try {
+      await stack.stop();
+    } finally {
+      process.off('SIGINT', patience);
+      process.off('SIGTERM', patience);
+    }
     await rm(pidFile, { force: true });
     progress('stopped; nothing left running');
   };
@@ -69,7 +91,7 @@ async function up(argv: string[]): Promise<void> {
     );
     const vm = await waitRunning(stack, 'default', 'quick-vm', progress);
     const forward = await startForward({
-      localPort: await pickPort(values.port),
+      localPort: requestedPort ?? (await freeDefaultPort()),
       endpoint: stack.agentEndpoint,
       namespace: 'default',
       vm: 'quick-vm',
@@ -125,15 +147,18 @@ async function waitRunning(
   }
 }
 
-/** The requested port, else 8080 when free, else any free port. */
-async function pickPort(requested: string | undefined): Promise<number> {
-  if (requested) {
-    const port = Number(requested);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new UsageError(`--port must be 0-65535 (got "${requested}")`);
-    }
-    return port;
+/** The `--port` value, checked before anything starts. */
+function parsePort(requested: string | undefined): number | undefined {
+  if (requested === undefined) return undefined;
+  const port = Number(requested);
+  if (requested.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`--port must be 0-65535 (got "${requested}")`);
   }
+  return port;
+}
+
+/** 8080 when free, else any free port. */
+async function freeDefaultPort(): Promise<number> {
   const { createServer } = await import('node:net');
   return await new Promise((resolve) => {
     const probe = createServer();

@@ -19,6 +19,19 @@ process.on('exit', () => {
   for (const managed of running) managed.child.kill('SIGKILL');
 });
 
+// Helpers run in process groups of their own (see startProcess), so a Ctrl-C reaches only
+// this process. Where nothing else handles the signal (a test run, a CLI step before its
+// own handler is set), end as the signal would have, taking the helpers along.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  const onSignal = () => {
+    if (process.listenerCount(signal) > 1) return;
+    for (const managed of running) managed.child.kill('SIGKILL');
+    process.removeListener(signal, onSignal);
+    process.kill(process.pid, signal);
+  };
+  process.on(signal, onSignal);
+}
+
 /** Spawns `command` with stdout and stderr appended to `logFile`. */
 export function startProcess(
   name: string,
@@ -30,7 +43,9 @@ export function startProcess(
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(command, args, { stdio: ['ignore', fd, fd], env });
+    // In a process group of its own: a Ctrl-C reaches only Imp, which then stops the VMs,
+    // agent and operator before their control plane, instead of all at once.
+    child = spawn(command, args, { stdio: ['ignore', fd, fd], env, detached: true });
   } finally {
     closeSync(fd); // the child holds its own copy
   }

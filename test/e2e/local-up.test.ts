@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { runTool } from '../../src/agent/image/run.ts';
 import { repoRoot } from '../support/cluster.ts';
 
@@ -41,5 +42,66 @@ it('npm start brings up Imp, serves the quick-start page, and cleans up', async 
   const namespaces = (await runTool('ip', ['netns', 'list'], { timeoutMs: 10_000 })).stdout;
   assert.doesNotMatch(namespaces.toString(), /^imp-local\b/m, 'the VM network namespace is gone');
   await assert.rejects(access(join(repoRoot, '.imp', 'kubeconfig')), 'the kubeconfig is removed');
+  await assert.rejects(access(join(repoRoot, '.imp', 'local.pid')));
+});
+
+/** Starts `npm start` in a process group of its own, as a terminal would, collecting output. */
+function startInTerminal() {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: repoRoot,
+    env: { ...process.env, IMP_LOCAL_CHECK: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const run = { child, output: '', closed: undefined as Promise<number | string> | undefined };
+  child.stdout.on('data', (d) => {
+    run.output += d;
+  });
+  child.stderr.on('data', (d) => {
+    run.output += d;
+  });
+  run.closed = new Promise((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  return run;
+}
+
+it('refuses a second npm start, and stops in order on Ctrl-C', async () => {
+  const first = startInTerminal();
+  try {
+    const deadline = Date.now() + 300_000;
+    while (!/Ctrl-C stops everything/.test(first.output)) {
+      assert.ok(Date.now() < deadline, `npm start did not come up:\n${first.output}`);
+      assert.equal(first.child.exitCode, null, `npm start ended:\n${first.output}`);
+      await sleep(250);
+    }
+    const url = /answered on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(first.output)![1]!;
+
+    const second = startInTerminal();
+    const code = await second.closed;
+    assert.notEqual(code, 0);
+    assert.match(second.output, /imp local up is already running here \(pid \d+\)/);
+    const page = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(page.status, 200, 'the first instance still serves its VM');
+
+    // Ctrl-C goes to the whole foreground process group.
+    process.kill(-first.child.pid!, 'SIGINT');
+    // npm passes the interrupt on as its own way of ending; Imp itself exits cleanly.
+    assert.ok([0, 'SIGINT'].includes(await first.closed!), first.output);
+    assert.match(first.output, /stopped; nothing left running/);
+    // The control plane outlived the operator and agent: nothing waited on a dead API server.
+    const log = await readFile(join(repoRoot, '.imp', 'imp.log'), 'utf8');
+    assert.doesNotMatch(log, /lost leadership|leader election attempt failed/);
+    assert.match(log, /"msg":"VMM exited"/);
+    assert.doesNotMatch(log, /"(how|exit)":"SIGKILL"/, 'the guest was shut down, not killed');
+  } finally {
+    try {
+      process.kill(-first.child.pid!, 'SIGKILL');
+    } catch {
+      // already gone, as it should be
+    }
+  }
+  const namespaces = (await runTool('ip', ['netns', 'list'], { timeoutMs: 10_000 })).stdout;
+  assert.doesNotMatch(namespaces.toString(), /^imp-local\b/m, 'the VM network namespace is gone');
   await assert.rejects(access(join(repoRoot, '.imp', 'local.pid')));
 });
