@@ -25,7 +25,24 @@ const rssKiB = async (pid: number | string) =>
 
 const root = await mkdtemp(join(tmpdir(), 'imp-bench-'));
 const stack = await LocalStack.start({ root, progress: (l) => say(l), netns: 'imp-bench' });
+// VMMs outlive an agent by design; an interrupted benchmark must still stop its VMs.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    say(`${signal}: stopping the VMs and the stack`);
+    await stack.stop();
+    await rm(root, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 try {
+  // This host has few cores and every VM takes one vCPU: overcommit CPU so all the VMs fit
+  // at once, as a node profile would for mostly idle sandboxes.
+  await stack.client.create(resources.ClusterImpNodeProfile, {
+    apiVersion: 'imp.dev/v1alpha1',
+    kind: 'ClusterImpNodeProfile',
+    metadata: { name: 'bench' },
+    spec: { overcommit: { cpuPercent: 1600 } },
+  });
   await stack.client.create(resources.ImpNetwork, {
     apiVersion: 'imp.dev/v1alpha1',
     kind: 'ImpNetwork',

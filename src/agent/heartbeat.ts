@@ -124,5 +124,8 @@ export class Heartbeat {
         if (!isConflict(err)) throw err;
       }
     }
+    // Something else keeps writing this node's Lease: an agent that went quiet here would
+    // look dead to the operator, so say so.
+    throw new Error(`renew Lease ${namespace}/${name}: 5 conflicts in a row`);
   }
 }

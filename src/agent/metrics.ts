@@ -75,11 +75,21 @@ export class AgentMetrics {
         for (const [phase, count] of counts) phases.set({ phase }, count);
       },
     });
-    vmGauge(
-      'imp_vm_cpu_seconds',
-      'CPU time used by the VM (its VMM process).',
-      (u) => u.cpuSeconds,
-    );
+    // CPU time only grows, so it is a counter; its value is read from /proc at scrape time.
+    const cpu: Counter<'namespace' | 'vm'> = new Counter({
+      name: 'imp_vm_cpu_seconds_total',
+      help: 'CPU time used by the VM (its VMM process).',
+      labelNames: ['namespace', 'vm'],
+      registers: [this.registry],
+      collect: async () => {
+        const list = await snapshot();
+        cpu.reset();
+        for (const u of list) {
+          if (u.cpuSeconds !== undefined)
+            cpu.inc({ namespace: u.namespace, vm: u.name }, u.cpuSeconds);
+        }
+      },
+    });
     vmGauge('imp_vm_memory_rss_bytes', 'Host memory resident for the VM.', (u) => u.rssBytes);
     vmGauge(
       'imp_vm_guest_memory_total_bytes',

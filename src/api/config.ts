@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { CommonStatus, NameRef, StringEnum, withRules } from './schema.ts';
-import { ExpireAfter, Resources, RestartPolicy } from './workload.ts';
+import { Resources, RestartPolicy } from './workload.ts';
 
 export const RegistryMirror = Type.Object({
   registry: Type.String({
@@ -21,7 +21,6 @@ export const ClusterImpConfigSpec = Type.Object({
         classRef: Type.Optional(NameRef('ImpVMClass for VMs that name none.')),
         resources: Type.Optional(Resources),
         restartPolicy: Type.Optional(RestartPolicy),
-        expireAfter: Type.Optional(ExpireAfter()),
       },
       { description: 'Lowest layer of the effective VM spec.' },
     ),

@@ -267,7 +267,9 @@ export class KubeClient {
         timeoutSeconds: 240 + Math.floor(Math.random() * 60),
       },
     });
-    const res = await this.send(opts);
+    const res = await this.send(opts).catch((cause: unknown) => {
+      throw new Error(`watch ${path}: request failed`, { cause });
+    });
     if (res.statusCode !== 200) {
       let text = '';
       for await (const chunk of res) text += chunk;

@@ -14,6 +14,8 @@ export class ControllerMetrics {
   readonly reconciles: Counter<'controller' | 'result'>;
   readonly duration: Histogram<'controller'>;
   readonly depth: Gauge<'controller'>;
+  /** Each controller's current queue depth, read at scrape time (delayed adds included). */
+  readonly queueDepths = new Map<string, () => number>();
 
   constructor(registry: Registry) {
     this.reconciles = new Counter({
@@ -29,11 +31,15 @@ export class ControllerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
       registers: [registry],
     });
+    const depths = this.queueDepths;
     this.depth = new Gauge({
       name: 'imp_workqueue_depth',
       help: 'Keys waiting in the controller work queue.',
       labelNames: ['controller'],
       registers: [registry],
+      collect() {
+        for (const [controller, depth] of depths) this.set({ controller }, depth());
+      },
     });
   }
 }
@@ -60,11 +66,11 @@ export class Controller {
     this.opts = options;
     this.name = options.name;
     this.queue = new WorkQueue(options.queue);
+    options.metrics.queueDepths.set(this.name, () => this.queue.depth);
   }
 
   enqueue(key: string): void {
     this.queue.add(key);
-    this.opts.metrics.depth.set({ controller: this.name }, this.queue.depth);
   }
 
   /**
@@ -94,7 +100,6 @@ export class Controller {
     const { log, metrics, reconcile } = this.opts;
     const controller = this.name;
     for (let key = await queue.get(); key !== undefined; key = await queue.get()) {
-      metrics.depth.set({ controller }, queue.depth);
       const endTimer = metrics.duration.startTimer({ controller });
       let result: Result;
       let error: unknown;

@@ -153,11 +153,15 @@ export class Operator {
     };
     this.informers.vms.on({
       added: (vm) => {
-        this.vmController.seen(keyOf(vm.metadata));
+        this.vmController.seen(keyOf(vm.metadata), vm);
         enqueue(vms, vm);
       },
-      updated: (vm) => enqueue(vms, vm),
+      updated: (vm) => {
+        this.vmController.seen(keyOf(vm.metadata), vm);
+        enqueue(vms, vm);
+      },
       deleted: (vm) => {
+        this.vmController.seen(keyOf(vm.metadata), undefined);
         enqueue(vms, vm);
         const network = vm.status?.network;
         if (network && this.leading) networks.enqueue(`${vm.metadata.namespace}/${network}`);

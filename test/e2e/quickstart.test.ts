@@ -110,7 +110,8 @@ describe('the quick-start on a real guest', () => {
     const metrics = await stack.agent.metrics.registry.metrics();
     assert.match(metrics, /^imp_node_vms\{phase="Running",node="[^"]+"\} 1$/m);
     assert.match(metrics, /^imp_vm_boot_duration_seconds_count\{node="[^"]+"\} [1-9]/m);
-    const cpu = /^imp_vm_cpu_seconds\{namespace="default",vm="quick-vm",node="[^"]+"\} (\S+)$/m;
+    const cpu =
+      /^imp_vm_cpu_seconds_total\{namespace="default",vm="quick-vm",node="[^"]+"\} (\S+)$/m;
     const vmLines = metrics.split('\n').filter((l) => l.includes('vm="quick-vm"'));
     assert.ok(Number(cpu.exec(metrics)?.[1]) > 0, `the VM used CPU time:\n${vmLines.join('\n')}`);
     const rss =

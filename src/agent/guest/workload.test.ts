@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { ConsoleWatcher } from './console.ts';
 import { argvFor, signalName, workloadScript } from './workload.ts';
 
@@ -67,9 +67,14 @@ describe('workloadScript', () => {
 });
 
 describe('ConsoleWatcher', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'imp-console-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
   it('finds markers across reads, including a line split between them', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'imp-console-'));
-    const log = join(dir, 'console.log');
+    const log = join(dir, 'split.log');
     await writeFile(log, '[    0.1] booting\nIMP_READY ip=10.0.0.2/24 upt');
     const watcher = new ConsoleWatcher(log);
     assert.equal((await watcher.poll()).ready, false);
@@ -81,8 +86,7 @@ describe('ConsoleWatcher', () => {
   });
 
   it('reports guest start-up errors', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'imp-console-'));
-    const log = join(dir, 'console.log');
+    const log = join(dir, 'error.log');
     await writeFile(log, 'IMP_ERROR reason=UnknownUser message="no user app"\n');
     const state = await new ConsoleWatcher(log).poll();
     assert.deepEqual(state.error, { reason: 'UnknownUser', message: 'no user app' });

@@ -137,7 +137,10 @@ export class VMReconciler {
       const message = errorChain(err);
       setAgentCondition(status, vm, 'Provisioned', false, reason, message);
       await this.opts.events.record(vm, 'Warning', reason, message);
-      await this.writeStatus(vm, status);
+      // A failing status write must not hide the failure it was about to report.
+      await this.writeStatus(vm, status).catch((writeError: unknown) => {
+        throw new Error(`report "${message}" on the VM`, { cause: writeError });
+      });
       if (!(err instanceof ProvisionError)) throw err;
       return { requeueAfterMs: 15_000 };
     }

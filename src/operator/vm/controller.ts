@@ -48,17 +48,24 @@ export class VMController {
     this.placer = placer;
   }
 
-  seen(key: string): void {
-    if (!this.firstSeen.has(key)) this.firstSeen.set(key, performance.now());
+  /**
+   * Notes a VM as the cache shows it: an unscheduled one starts its scheduling clock, a bound
+   * or deleted one drops it, so the map holds only VMs waiting, on every replica.
+   */
+  seen(key: string, vm: ImpVM | undefined): void {
+    if (!vm || vm.status?.nodeName) this.firstSeen.delete(key);
+    else if (!this.firstSeen.has(key)) this.firstSeen.set(key, performance.now());
   }
 
   reconcile = async (key: string): Promise<Result> => {
     const vm = this.ctx.informers.vms.get(key);
     if (!vm) {
       this.placer.forget(key);
-      this.firstSeen.delete(key);
+      this.seen(key, undefined);
       return undefined;
     }
+    // Once the cache shows the binding, the node's usage counts the VM from there.
+    if (vm.status?.nodeName) this.placer.forget(key);
     if (vm.metadata.deletionTimestamp) return await this.finalize(vm);
     // Before anything is held for the VM, make sure its deletion will release it.
     await addFinalizer(this.ctx.client, resources.ImpVM, vm, FINALIZER_OPERATOR);
@@ -142,7 +149,7 @@ export class VMController {
   private async schedule(vm: ImpVM, spec: EffectiveSpec, status: OperatorStatus, now: Date) {
     if (status.nodeName) return undefined;
     const key = keyOf(vm.metadata);
-    this.seen(key);
+    this.seen(key, vm);
     const policy = this.ctx.informers.configs.get('default')?.spec?.scheduling?.policy ?? 'Spread';
     const sizing = { vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, diskMiB: spec.diskMiB };
     // The binding is written with the rest of this reconcile's status, address included,
