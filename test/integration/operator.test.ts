@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Heartbeat } from '../../src/agent/heartbeat.ts';
+import { Heartbeat } from '../../src/agent/heartbeat.ts';
 import { FIELD_MANAGER_AGENT } from '../../src/api/agentlease.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isNotFound } from '../../src/kube/client.ts';
@@ -19,7 +19,9 @@ import {
   eventually,
   ManualClock,
   registerAgent,
+  SYSTEM_NAMESPACE,
   startOperator,
+  testLogger,
 } from '../support/operator.ts';
 
 let plane: ControlPlane;
@@ -185,6 +187,38 @@ describe('scheduling and addresses', () => {
       assert.match(message ?? '', /1 insufficient memory/);
     } finally {
       await hb.stop();
+    }
+  });
+
+  it('counts the VMs its agent reports running against the node profile', async () => {
+    await createNode(client, 'node-busy', { pool: 'busy' });
+    await client.create(resources.ClusterImpNodeProfile, {
+      apiVersion: 'imp.dev/v1alpha1',
+      kind: 'ClusterImpNodeProfile',
+      metadata: { name: 'busy' },
+      spec: { nodeSelector: { pool: 'busy' }, capacity: { maxVMs: 1 } },
+    });
+    // One VM still runs there (its object already gone, its VMM being stopped).
+    const hb = new Heartbeat({
+      client,
+      log: testLogger('heartbeat'),
+      namespace: SYSTEM_NAMESPACE,
+      node: 'node-busy',
+      capacity: { hypervisor: 'qemu', vcpus: 8, memoryMiB: 8192 },
+      runningVMs: () => 1,
+    });
+    await hb.start();
+    try {
+      await client.create(resources.ImpVM, vm('busy-1', { nodeSelector: { pool: 'busy' } }));
+      const refused = await eventually('busy-1 refused', async () => {
+        const c = (await getVM('busy-1')).status?.conditions?.find((x) => x.type === 'Scheduled');
+        return c?.status === 'False' ? c : undefined;
+      });
+      assert.match(refused.message ?? '', /1 too many VMs/);
+    } finally {
+      await hb.stop();
+      await client.delete(resources.ImpVM, 'busy-1', ns);
+      await client.delete(resources.ClusterImpNodeProfile, 'busy');
     }
   });
 

@@ -98,7 +98,7 @@ export class Placer {
         hypervisor:
           profile.hypervisor?.type ?? lease?.metadata.annotations?.[agentAnnotations.hypervisor],
         allocatable: allocatable(profile, lease),
-        used: this.usage(node.metadata.name),
+        used: this.usage(node.metadata.name, lease),
       };
     });
   }
@@ -110,7 +110,12 @@ export class Placer {
     return this.ctx.clock.now().getTime() - Date.parse(renew) < ttlMs;
   }
 
-  private usage(node: string): NodeCandidate['used'] {
+  /**
+   * What the node's VMs hold: those bound to it in the API (and those just placed), and at
+   * least as many VMs as its agent last reported running, since VMs still being torn down
+   * after their objects went are gone from the API but not yet from the node.
+   */
+  private usage(node: string, lease: LeaseObject | undefined): NodeCandidate['used'] {
     const used = { vcpus: 0, memoryMiB: 0, vms: 0 };
     const counted = new Set<string>();
     for (const vm of this.ctx.informers.vms.byIndex('node', node)) {
@@ -129,6 +134,8 @@ export class Placer {
       used.vcpus += a.vcpus;
       used.memoryMiB += a.memoryMiB;
     }
+    const reported = Number(lease?.metadata.annotations?.[agentAnnotations.runningVMs] ?? 0);
+    if (Number.isInteger(reported)) used.vms = Math.max(used.vms, reported);
     return used;
   }
 }
