@@ -194,8 +194,10 @@ export class Agent {
 
   /** Removes VMs (and network leftovers) whose objects are gone or moved elsewhere. */
   private async sweep(): Promise<void> {
+    // The records first: one written meanwhile belongs to a VM the cache already holds.
+    const records = await this.state.list();
     const present = new Set(this.informers.vms.list().map((vm) => vm.metadata.uid!));
-    for (const record of await this.state.list()) {
+    for (const record of records) {
       if (present.has(record.uid)) continue;
       this.opts.log.info({ vm: `${record.namespace}/${record.name}` }, 'cleaning up a vanished VM');
       await this.reconciler.teardown(record.uid);

@@ -17,6 +17,9 @@ export interface NodeCapacity {
   memoryMiB: number;
 }
 
+/** Conflicting writes to its Lease the heartbeat retries before giving up for a beat. */
+const leaseWriteAttempts = 5;
+
 export interface HeartbeatOptions {
   client: KubeClient;
   log: Logger;
@@ -97,7 +100,7 @@ export class Heartbeat {
       leaseDurationSeconds: this.opts.leaseDurationSeconds ?? 40,
       renewTime: now,
     };
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < leaseWriteAttempts; attempt++) {
       let existing: Lease | undefined;
       try {
         existing = await client.get<Lease>(resources.Lease, name, namespace);
@@ -126,6 +129,6 @@ export class Heartbeat {
     }
     // Something else keeps writing this node's Lease: an agent that went quiet here would
     // look dead to the operator, so say so.
-    throw new Error(`renew Lease ${namespace}/${name}: 5 conflicts in a row`);
+    throw new Error(`renew Lease ${namespace}/${name}: ${leaseWriteAttempts} conflicts in a row`);
   }
 }

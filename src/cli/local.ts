@@ -71,8 +71,12 @@ async function up(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     progress('stopping: VMs, agent, operator, registry, control plane');
-    // A second Ctrl-C would leave VMs and their network behind; say what is going on instead.
-    const patience = () => progress('still stopping; wait a few seconds more');
+    // A second Ctrl-C would leave VMs and their network behind: say what is going on. A
+    // third one is taken at its word and ends the process at once.
+    const patience = () => {
+      progress('still stopping; Ctrl-C again abandons the VMs');
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, patience);
+    };
     process.on('SIGINT', patience);
     process.on('SIGTERM', patience);
     try {
@@ -84,12 +88,29 @@ async function up(argv: string[]): Promise<void> {
     await rm(pidFile, { force: true });
     progress('stopped; nothing left running');
   };
+  // From here on VMs exist: an interrupt at any point stops them with the rest.
+  const interrupted = untilSignal().then((signal) => {
+    throw new Interrupted(signal);
+  });
+  interrupted.catch(() => {});
   try {
+    await Promise.race([interrupted, bringUp()]);
+  } catch (err) {
+    await stop();
+    if (err instanceof Interrupted) return;
+    throw err;
+  }
+  if (check) return await stop();
+  await interrupted.catch(() => {});
+  await stop();
+
+  async function bringUp() {
     const quickstart = join(projectRoot, 'examples', 'quickstart.yaml');
     progress(
       `applying examples/quickstart.yaml: ${(await stack.applyFile(quickstart)).join(', ')}`,
     );
     const vm = await waitRunning(stack, 'default', 'quick-vm', progress);
+    if (stopping) return; // interrupted meanwhile: nothing more to start
     const forward = await startForward({
       localPort: requestedPort ?? (await freeDefaultPort()),
       endpoint: stack.agentEndpoint,
@@ -105,13 +126,14 @@ async function up(argv: string[]): Promise<void> {
     const title = /<title>([^<]*)<\/title>|<h1>([^<]*)<\/h1>/i.exec(page);
     console.log(`    ${(title?.[1] ?? title?.[2] ?? page.slice(0, 80)).trim()}`);
     console.log(nextSteps(url, stack));
-  } catch (err) {
-    await stop();
-    throw err;
   }
-  if (check) return await stop();
-  await untilSignal();
-  await stop();
+}
+
+/** An interrupt (Ctrl-C, SIGTERM, a closed terminal) while Imp was coming up. */
+class Interrupted extends Error {
+  constructor(signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+  }
 }
 
 /** Waits for the VM to run, printing each new phase or condition reason on the way. */

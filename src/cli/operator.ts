@@ -81,15 +81,15 @@ function positiveInteger(value: string, flag: string): number {
   return n;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
+const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Resolves on the first SIGINT, SIGTERM or SIGHUP (a closed terminal). */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+      for (const s of stopSignals) process.off(s, on);
       resolve(signal);
     };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
+    for (const s of stopSignals) process.on(s, on);
   });
 }

@@ -11,18 +11,13 @@ function gatedReconcile() {
   let inFlight = 0;
   let maxInFlight = 0;
   let release: () => void = () => {};
-  let gate = new Promise<void>((resolve) => {
+  const gate = new Promise<void>((resolve) => {
     release = resolve;
   });
   return {
     calls,
     maxInFlight: () => maxInFlight,
     open: () => release(),
-    close: () => {
-      gate = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-    },
     reconcile: async (key: string) => {
       calls.push(key);
       inFlight++;

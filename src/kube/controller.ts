@@ -84,9 +84,11 @@ export class Controller {
     if (this.queue.isShutDown) this.queue = new WorkQueue(this.opts.queue);
     const queue = this.queue;
     const count = this.opts.workers ?? 2;
-    this.workers = this.workers.then(async () => {
-      await Promise.all(Array.from({ length: count }, () => this.work(queue)));
-    });
+    this.workers = this.workers
+      .catch(() => {})
+      .then(async () => {
+        await Promise.all(Array.from({ length: count }, () => this.work(queue)));
+      });
   }
 
   /** Shuts the queue and waits for the reconciles in progress to end. */

@@ -83,14 +83,16 @@ export class LeaderElector {
     let lastRenew = 0;
     while (!this.abort.signal.aborted) {
       let ok = false;
-      // A leader's attempt may last only until its renew deadline, counted from the last
-      // renewal: a hung request must not keep a replica believing it leads once others may
-      // have taken over.
+      // A leader's attempt may last only until its renew deadline, counted from the start of
+      // its last successful attempt: a hung request must not keep a replica believing it
+      // leads once others may have taken over.
+      const attemptStart = Date.now();
       const budgetMs = this.leading
-        ? Math.max(0, renewDeadlineMs - (Date.now() - lastRenew))
+        ? renewDeadlineMs - (attemptStart - lastRenew)
         : renewDeadlineMs;
       const timer = new AbortController();
       try {
+        if (budgetMs <= 0) throw new Error('the renew deadline has passed');
         ok = await Promise.race([
           this.tryAcquireOrRenew(),
           sleep(budgetMs, undefined, { signal: timer.signal }).then(() => {
@@ -104,7 +106,7 @@ export class LeaderElector {
       }
       const now = Date.now();
       if (ok) {
-        lastRenew = now;
+        lastRenew = attemptStart;
         if (!this.leading) {
           this.leading = true;
           log.info({ identity: this.opts.identity }, 'became leader');

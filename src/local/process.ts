@@ -29,7 +29,9 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.removeListener(signal, onSignal);
     process.kill(process.pid, signal);
   };
-  process.on(signal, onSignal);
+  // First in line, so a listener that removes itself when called cannot make this one
+  // think it is alone.
+  process.prependListener(signal, onSignal);
 }
 
 /** Spawns `command` with stdout and stderr appended to `logFile`. */

@@ -105,3 +105,31 @@ it('refuses a second npm start, and stops in order on Ctrl-C', async () => {
   assert.doesNotMatch(namespaces.toString(), /^imp-local\b/m, 'the VM network namespace is gone');
   await assert.rejects(access(join(repoRoot, '.imp', 'local.pid')));
 });
+
+it('stops the VM and everything else when interrupted while the VM boots', async () => {
+  const run = startInTerminal();
+  try {
+    const deadline = Date.now() + 300_000;
+    while (!/quick-vm: Provisioning/.test(run.output)) {
+      assert.ok(Date.now() < deadline, `the VM never started provisioning:\n${run.output}`);
+      assert.equal(run.child.exitCode, null, `npm start ended:\n${run.output}`);
+      await sleep(100);
+    }
+    process.kill(-run.child.pid!, 'SIGINT');
+    assert.ok([0, 'SIGINT'].includes(await run.closed!), run.output);
+    assert.match(run.output, /stopped; nothing left running/);
+    assert.doesNotMatch(run.output, /answered on/, 'interrupted before the VM answered');
+  } finally {
+    try {
+      process.kill(-run.child.pid!, 'SIGKILL');
+    } catch {
+      // already gone, as it should be
+    }
+  }
+  const vmms = await runTool('pgrep', ['-f', join(repoRoot, '.imp', 'state')], {
+    timeoutMs: 10_000,
+  }).catch(() => ({ stdout: Buffer.from('') }));
+  assert.equal(vmms.stdout.toString().trim(), '', 'no VMM of this clone is left running');
+  const namespaces = (await runTool('ip', ['netns', 'list'], { timeoutMs: 10_000 })).stdout;
+  assert.doesNotMatch(namespaces.toString(), /^imp-local\b/m, 'the VM network namespace is gone');
+});

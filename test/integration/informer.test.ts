@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient, type ListOptions } from '../../src/kube/client.ts';
+import { isGone, KubeClient, type ListOptions } from '../../src/kube/client.ts';
 import { Informer } from '../../src/kube/informer.ts';
 import type { KubeList, KubeObject } from '../../src/kube/object.ts';
 import { type Resource, resources } from '../../src/kube/resources.ts';
@@ -69,6 +69,38 @@ async function serverView(admin: KubeClient): Promise<string> {
   return JSON.stringify(list.items.map((c) => [c.metadata.name, c.data?.value]).sort());
 }
 
+/** What a scenario's `meanwhile` step can look at. */
+interface Meanwhile {
+  admin: KubeClient;
+  /** The cache when the fault began, and as it is now. */
+  atFault: string;
+  cache: () => string;
+  /** The last resourceVersion the informer saw before the fault. */
+  resourceVersion: string;
+}
+
+/** Resolves once a watch from `resourceVersion` is refused with 410 Gone. */
+async function untilCompacted(admin: KubeClient, resourceVersion: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(), 500);
+    try {
+      await admin.watch(
+        resources.ConfigMap,
+        { namespace: 'default', resourceVersion, signal: attempt.signal },
+        () => {},
+      );
+    } catch (err) {
+      if (isGone(err)) return;
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.ok(Date.now() < deadline, `resourceVersion ${resourceVersion} was never compacted`);
+    await sleep(250);
+  }
+}
+
 /**
  * Runs one fault scenario: an informer through a relay, three objects, a fault applied,
  * changes made while it lasts (one added, one changed, one deleted), then the fault healed.
@@ -78,7 +110,7 @@ async function scenario(
   steps: {
     fault: (proxy: FaultProxy) => void;
     /** Runs after the changes, before the fault is healed. */
-    meanwhile?: (cache: () => string) => Promise<void>;
+    meanwhile?: (seen: Meanwhile) => Promise<void>;
     stallMs?: number;
   },
 ) {
@@ -110,7 +142,7 @@ async function scenario(
         : undefined,
     );
     // A change seen in the cache proves the watch is open before the fault hits it.
-    await admin.update(resources.ConfigMap, { ...labelled('c', '0') });
+    const warm = await admin.update(resources.ConfigMap, { ...labelled('c', '0') });
     await eventually('a change through the watch', () =>
       informer.get(`default/${prefix}-c`)?.data?.value === '0' ? true : undefined,
     );
@@ -118,10 +150,16 @@ async function scenario(
     const connectionsBefore = proxy.connections;
 
     steps.fault(proxy);
+    const atFault = cacheOf(informer);
     await admin.create(resources.ConfigMap, labelled('d', '1'));
     await admin.update(resources.ConfigMap, labelled('a', '2'));
     await admin.delete(resources.ConfigMap, `${prefix}-b`, 'default');
-    await steps.meanwhile?.(() => cacheOf(informer));
+    await steps.meanwhile?.({
+      admin,
+      atFault,
+      cache: () => cacheOf(informer),
+      resourceVersion: warm.metadata.resourceVersion!,
+    });
     proxy.heal();
 
     const expected = await serverView(admin);
@@ -169,12 +207,13 @@ describe('informer against faults on the way to the API server', () => {
     let atFault = '';
     const { relists, newConnections } = await scenario(plane, {
       fault: (proxy) => proxy.silence(),
-      meanwhile: async (cache) => {
-        atFault = cache();
+      meanwhile: async (seen) => {
+        atFault = seen.atFault;
         await sleep(500);
-        seenWhileSilent = cache();
+        seenWhileSilent = seen.cache();
       },
-      stallMs: 2_000,
+      // Long enough that the silent watch is still held while the changes are made.
+      stallMs: 5_000,
     });
     assert.equal(seenWhileSilent, atFault, 'nothing reached the informer while it was silent');
     assert.equal(relists, 0, 'the restarted watch resumed, without a relist');
@@ -199,8 +238,8 @@ describe('informer whose resourceVersion the server has compacted', () => {
   it('relists on 410 Gone and ends with the server state', async () => {
     const { relists } = await scenario(plane, {
       fault: (proxy) => proxy.cut(),
-      // Keep the relay closed while compaction passes the informer's resourceVersion.
-      meanwhile: () => sleep(3_500),
+      // Keep the relay closed until compaction has passed the informer's resourceVersion.
+      meanwhile: (seen) => untilCompacted(seen.admin, seen.resourceVersion),
     });
     assert.equal(relists, 1, 'exactly one relist, after the watch was refused with 410');
   });

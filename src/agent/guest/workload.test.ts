@@ -41,6 +41,10 @@ describe('workloadScript', () => {
     assert.equal(signalName('quit'), 'SIGQUIT');
     assert.equal(signalName('3'), 'SIGQUIT');
     assert.equal(signalName('SIGWINCH'), 'SIGWINCH');
+    assert.equal(signalName('SIGRTMIN+3'), '37', "systemd's stop signal, by number");
+    assert.equal(signalName('RTMAX-1'), '63');
+    assert.equal(signalName('40'), '40');
+    assert.throws(() => signalName('SIGRTMIN+40'), /not a Linux signal/);
     assert.throws(() => signalName('SIGNOPE'), /stop signal "SIGNOPE" is not a Linux signal/);
     assert.throws(() => signalName('99'), /not a Linux signal/);
   });

@@ -46,19 +46,30 @@ export function workloadScript(image: ImageConfig, overrides: WorkloadOverrides)
   return `${lines.join('\n')}\n`;
 }
 
+/** Real-time signals as the guest's glibc numbers them (SIGRTMIN is 34 there). */
+const realTimeMin = 34;
+const realTimeMax = 64;
+
 /**
- * The image's stop signal as the guest init takes it: a name such as `SIGQUIT`. Images may
- * give a name with or without `SIG`, or a number.
+ * The image's stop signal as the guest init takes it: a name such as `SIGQUIT`, or the
+ * number of a real-time signal (systemd images stop on `SIGRTMIN+3`). Images may give a name
+ * with or without `SIG`, or a number.
  */
 export function signalName(signal: string): string {
   const signals = constants.signals as Record<string, number>;
-  const trimmed = signal.trim().toUpperCase();
-  if (/^\d+$/.test(trimmed)) {
-    const name = Object.keys(signals).find((n) => signals[n] === Number(trimmed));
+  const word = signal.trim().toUpperCase().replace(/^SIG/, '');
+  const realTime = /^RT(MIN|MAX)(?:([+-])(\d+))?$/.exec(word);
+  let number: number | undefined;
+  if (realTime) {
+    const offset = Number(realTime[3] ?? 0) * (realTime[2] === '-' ? -1 : 1);
+    number = (realTime[1] === 'MIN' ? realTimeMin : realTimeMax) + offset;
+  } else if (/^\d+$/.test(word)) {
+    number = Number(word);
+    const name = Object.keys(signals).find((n) => signals[n] === number);
     if (name) return name;
-  } else {
-    const name = trimmed.startsWith('SIG') ? trimmed : `SIG${trimmed}`;
-    if (name in signals) return name;
+  } else if (`SIG${word}` in signals) {
+    return `SIG${word}`;
   }
+  if (number !== undefined && number >= realTimeMin && number <= realTimeMax) return `${number}`;
   throw new Error(`the image's stop signal ${JSON.stringify(signal)} is not a Linux signal`);
 }

@@ -470,12 +470,8 @@ export class VMReconciler {
     } catch {
       return; // it ended on its own meanwhile
     }
-    for (let i = 0; i < 50; i++) {
-      const stat = await readProcStat(pid);
-      // Gone, or a zombie waiting for its parent: either way it no longer runs.
-      if (!stat || stat.state === 'Z') return;
-      await sleep(100);
-    }
+    // readProcStat sees a zombie (waiting for its parent) as gone: it no longer runs.
+    for (let i = 0; i < 50 && (await readProcStat(pid)); i++) await sleep(100);
   }
 
   /** Lets go of every VMM without stopping them, for an agent that shuts down. */

@@ -18,6 +18,7 @@ import { apiTime } from '../../kube/time.ts';
 import type { ImpVM, ImpVMTemplate, OperatorContext } from '../context.ts';
 import { AddressRefusedError, holderOf } from '../ipam/allocator.ts';
 import { macFor } from '../ipam/subnet.ts';
+import { FINALIZER_NETWORK } from '../network/controller.ts';
 import type { Placer } from '../scheduler/placement.ts';
 import {
   condition,
@@ -35,7 +36,8 @@ interface Inputs {
   poolExpireAfter: string | number | undefined;
 }
 
-type InputProblem = { reason: string; message: string };
+/** What keeps the spec from resolving; the template, when found, still gives expiry. */
+type InputProblem = { reason: string; message: string; template?: ImpVMTemplate };
 
 export class VMController {
   private readonly ctx: OperatorContext;
@@ -79,7 +81,7 @@ export class VMController {
       // repeated; a VM already running keeps its expiry, from what can still be read.
       condition(status, vm, 'SpecResolved', false, inputs.reason, inputs.message, now);
       await this.warnOnce(vm, inputs.reason, inputs.message);
-      const partial = { template: undefined, poolExpireAfter: this.poolExpireAfter(vm) };
+      const partial = { template: inputs.template, poolExpireAfter: this.poolExpireAfter(vm) };
       requeue = minDelay(RETRY_MS, await this.expire(vm, partial, status, now));
       if (requeue === -1) return undefined; // expired and deleted
     } else {
@@ -114,7 +116,11 @@ export class VMController {
       vm.spec?.classRef?.name ?? template?.spec?.classRef?.name ?? config?.defaults?.classRef?.name;
     const vmClass = className ? informers.classes.get(className) : undefined;
     if (className && !vmClass) {
-      return { reason: 'ClassNotFound', message: `ImpVMClass ${className} does not exist` };
+      return {
+        reason: 'ClassNotFound',
+        message: `ImpVMClass ${className} does not exist`,
+        template,
+      };
     }
     let spec: EffectiveSpec;
     try {
@@ -125,10 +131,11 @@ export class VMController {
         config,
       });
     } catch (err) {
-      return { reason: 'InvalidSpec', message: (err as Error).message };
+      return { reason: 'InvalidSpec', message: (err as Error).message, template };
     }
     if (!spec.image && !vm.spec?.restoreFrom) {
-      return { reason: 'NoImage', message: 'neither spec.image nor the template names an image' };
+      const message = 'neither spec.image nor the template names an image';
+      return { reason: 'NoImage', message, template };
     }
     return { spec, template, poolExpireAfter: this.poolExpireAfter(vm) };
   }
@@ -181,12 +188,16 @@ export class VMController {
     // template must not make the VM hold a second one.
     if (!network || !status.nodeName || status.ip) return undefined;
     const ns = vm.metadata.namespace!;
-    if (!this.ctx.informers.networks.get(`${ns}/${network}`)) {
+    const cached = this.ctx.informers.networks.get(`${ns}/${network}`);
+    if (!cached) {
       const message = `ImpNetwork ${network} does not exist in namespace ${ns}`;
       condition(status, vm, 'AddressAllocated', false, 'NetworkNotFound', message, now);
       await this.warnOnce(vm, 'NetworkNotFound', message);
       return RETRY_MS;
     }
+    // A network must be protected before it holds an address, even if its own controller
+    // has not got to it yet, so deleting it cannot strand the VM.
+    await addFinalizer(this.ctx.client, resources.ImpNetwork, cached, FINALIZER_NETWORK);
     try {
       const ip = await this.ctx.allocator.allocate(ns, network, holderOf(vm));
       Object.assign(status, { ip, mac: macFor(ip), network });
