@@ -5,6 +5,8 @@
  * idempotent per holder: asking again returns the address already held, which makes a crash
  * between allocating and recording the address on the VM harmless.
  */
+
+import { FIELD_MANAGER_OPERATOR } from '../../api/agentlease.ts';
 import type { ImpNetworkSpec, ImpNetworkStatus } from '../../api/network.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import type { KubeObject } from '../../kube/object.ts';
@@ -169,7 +171,7 @@ export class Allocator {
           network.status = summarise(network, { ...status, allocations });
           return true;
         },
-        { subresource: 'status' },
+        { subresource: 'status', statusManager: FIELD_MANAGER_OPERATOR },
       );
     } catch (cause) {
       const error = new Error(`update the addresses of network ${namespace}/${networkName}`, {

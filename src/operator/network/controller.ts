@@ -4,6 +4,7 @@
  * deletion back while VMs still use the network.
  */
 
+import { FIELD_MANAGER_OPERATOR } from '../../api/agentlease.ts';
 import { setCondition } from '../../api/conditions.ts';
 import type { ImpNetworkStatus } from '../../api/network.ts';
 import { isNotFound } from '../../kube/client.ts';
@@ -50,7 +51,7 @@ export class NetworkController {
         net.status = status;
         return JSON.stringify(status) !== before;
       },
-      { subresource: 'status' },
+      { subresource: 'status', statusManager: FIELD_MANAGER_OPERATOR },
     );
     if (changedOverlay) {
       const message =
