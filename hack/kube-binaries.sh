@@ -18,6 +18,18 @@ NAMES=(kube-apiserver etcd kubectl)
 
 log() { printf '[kube-binaries] %s\n' "$*" >&2; }
 
+# go build with a progress line each tenth of the packages it compiles; lines that are not
+# package paths (compiler errors) pass through to stderr.
+build_with_progress() { # LABEL GO-BUILD-ARGS...
+  local label=$1 total
+  shift
+  total=$(go list -deps "${@: -1}" 2>/dev/null | wc -l)
+  go build -v "$@" 2>&1 | awk -v total="$total" -v label="$label" '
+    BEGIN { step = int(total / 10); if (step < 1) step = 1 }
+    /: |^#/ { print > "/dev/stderr"; next }
+    { n++; if (n % step == 0) printf "[kube-binaries] %s: %d of up to %d packages compiled\n", label, n, total > "/dev/stderr" }'
+}
+
 have_all() {
   local dir="$1" name
   for name in "${NAMES[@]}"; do [[ -x "$dir/$name" ]] || return 1; done
@@ -71,11 +83,14 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
+log "fetching Kubernetes modules"
 go mod tidy -e >&2 2>/dev/null || true
-go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
+build_with_progress kube-apiserver -trimpath \
+  -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
   -o "$OUT.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 log "built kube-apiserver"
-go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
+build_with_progress kubectl -trimpath \
+  -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
   -o "$OUT.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
 log "built kubectl"
 
@@ -99,7 +114,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
 go mod tidy >&2
-go build -trimpath -ldflags "-s -w" -o "$OUT.tmp/etcd" .
+build_with_progress etcd -trimpath -ldflags "-s -w" -o "$OUT.tmp/etcd" .
 log "built etcd"
 
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
