@@ -220,7 +220,8 @@ Logs of the operator and agent: .imp/imp.log. Ctrl-C stops everything.`;
 async function down(): Promise<void> {
   const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
   // A stale pid file may name a pid the system has since given to another program.
-  if (pid && (await isLocalUp(pid))) {
+  const wasRunning = pid > 0 && (await isLocalUp(pid));
+  if (wasRunning) {
     process.kill(pid, 'SIGTERM');
     console.log(`asked imp local up (pid ${pid}) to stop`);
     const deadline = Date.now() + 120_000;
@@ -231,7 +232,7 @@ async function down(): Promise<void> {
   }
   await deleteNetns('imp-local').catch(() => {});
   await rm(pidFile, { force: true });
-  console.log('local Imp is down');
+  console.log(wasRunning ? 'local Imp is down' : 'imp local up was not running; nothing to stop');
 }
 
 async function isLocalUp(pid: number): Promise<boolean> {

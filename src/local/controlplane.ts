@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type KubeBinaries, kubeBinaries } from './binaries.ts';
 import { freePort } from './ports.ts';
-import { type ManagedProcess, startProcess } from './process.ts';
+import { type ManagedProcess, removeOnExit, startProcess } from './process.ts';
 
 export interface ControlPlaneOptions {
   binaries?: KubeBinaries;
@@ -33,6 +33,7 @@ export class ControlPlane {
   readonly binaries: KubeBinaries;
   private readonly processes: ManagedProcess[];
   private readonly ownsDataDir: boolean;
+  private readonly forgetDataDir: () => void;
 
   private constructor(fields: {
     dataDir: string;
@@ -42,6 +43,7 @@ export class ControlPlane {
     binaries: KubeBinaries;
     processes: ManagedProcess[];
     ownsDataDir: boolean;
+    forgetDataDir: () => void;
   }) {
     this.dataDir = fields.dataDir;
     this.kubeconfigPath = fields.kubeconfigPath;
@@ -50,6 +52,7 @@ export class ControlPlane {
     this.binaries = fields.binaries;
     this.processes = fields.processes;
     this.ownsDataDir = fields.ownsDataDir;
+    this.forgetDataDir = fields.forgetDataDir;
   }
 
   /** Starts etcd and kube-apiserver and waits until the API server is ready. */
@@ -58,6 +61,7 @@ export class ControlPlane {
     const binaries = options.binaries ?? (await kubeBinaries(progress));
     const ownsDataDir = !options.dataDir;
     const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'imp-controlplane-')));
+    const forgetDataDir = ownsDataDir ? removeOnExit(dataDir) : () => true;
     const kubeconfigPath = options.kubeconfigPath ?? join(dataDir, 'kubeconfig');
     const processes: ManagedProcess[] = [];
     try {
@@ -77,6 +81,7 @@ export class ControlPlane {
         binaries,
         processes,
         ownsDataDir,
+        forgetDataDir,
       });
       const ca = await plane.waitReady(options.startTimeoutMs ?? 60_000);
       await writeKubeconfig(kubeconfigPath, server, token, ca);
@@ -85,6 +90,7 @@ export class ControlPlane {
     } catch (err) {
       await Promise.all(processes.map((p) => p.stop()));
       if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
+      forgetDataDir();
       throw new Error('starting the local control plane failed', { cause: err });
     }
   }
@@ -120,6 +126,7 @@ export class ControlPlane {
   async stop(): Promise<void> {
     for (const p of [...this.processes].reverse()) await p.stop();
     if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
+    this.forgetDataDir();
   }
 }
 

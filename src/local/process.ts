@@ -1,6 +1,6 @@
 /** Starts helper processes (etcd, kube-apiserver, registries) and stops them for sure. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 
 export interface ManagedProcess {
   readonly name: string;
@@ -13,11 +13,26 @@ export interface ManagedProcess {
 
 const running = new Set<ManagedProcess>();
 
-// A test that throws or a Ctrl-C must not leave an etcd behind; an exit hook is the last
-// chance, and it can only be synchronous, so it sends SIGKILL.
-process.on('exit', () => {
+/** Temporary directories of running helpers, removed with them if the process ends early. */
+const scratchDirs = new Set<string>();
+
+/**
+ * Has `dir` removed should this process end before removing it itself; the returned
+ * function takes it off the list once it is gone or handed over.
+ */
+export function removeOnExit(dir: string): () => void {
+  scratchDirs.add(dir);
+  return () => scratchDirs.delete(dir);
+}
+
+// A test that throws or a Ctrl-C must not leave an etcd (or its data) behind; an exit hook
+// is the last chance, and it can only be synchronous, so it sends SIGKILL.
+function abandonHelpers(): void {
   for (const managed of running) managed.child.kill('SIGKILL');
-});
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+  scratchDirs.clear();
+}
+process.on('exit', abandonHelpers);
 
 // Helpers run in process groups of their own (see startProcess), so a Ctrl-C reaches only
 // this process. Where nothing else handles the signal (a test run, a CLI step before its
@@ -25,7 +40,7 @@ process.on('exit', () => {
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   const onSignal = () => {
     if (process.listenerCount(signal) > 1) return;
-    for (const managed of running) managed.child.kill('SIGKILL');
+    abandonHelpers();
     process.removeListener(signal, onSignal);
     process.kill(process.pid, signal);
   };
