@@ -161,7 +161,11 @@ describe('the quick-start on a real guest', () => {
       'a new VMM running',
       async () => {
         const v = await getVM();
-        return v.status?.phase === 'Running' && v.status.vmmPid !== pid ? v : undefined;
+        // The phase is the operator's summary and may lag the agent's conditions for a
+        // moment, so the new VMM's guest must itself have reported ready.
+        const ready = v.status?.conditions?.find((c) => c.type === 'GuestReady');
+        const fresh = v.status?.vmmPid !== undefined && v.status.vmmPid !== pid;
+        return v.status?.phase === 'Running' && fresh && ready?.status === 'True' ? v : undefined;
       },
       120_000,
     );
