@@ -46,20 +46,26 @@ export class AgentMetrics {
       }
       return reading.list;
     };
+    type PerVM = Gauge<'namespace' | 'vm'> | Counter<'namespace' | 'vm'>;
+    /** Refills a per-VM metric from one reading of the VMs; a counter takes the total. */
+    const refill = async (metric: PerVM, value: (u: VMUsage) => number | undefined) => {
+      const list = await snapshot();
+      metric.reset();
+      for (const u of list) {
+        const v = value(u);
+        if (v === undefined) continue;
+        const labels = { namespace: u.namespace, vm: u.name };
+        if (metric instanceof Gauge) metric.set(labels, v);
+        else metric.inc(labels, v);
+      }
+    };
     const vmGauge = (name: string, help: string, value: (u: VMUsage) => number | undefined) => {
       const gauge: Gauge<'namespace' | 'vm'> = new Gauge({
         name,
         help,
         labelNames: ['namespace', 'vm'],
         registers: [this.registry],
-        collect: async () => {
-          const list = await snapshot();
-          gauge.reset();
-          for (const u of list) {
-            const v = value(u);
-            if (v !== undefined) gauge.set({ namespace: u.namespace, vm: u.name }, v);
-          }
-        },
+        collect: () => refill(gauge, value),
       });
       return gauge;
     };
@@ -81,14 +87,7 @@ export class AgentMetrics {
       help: 'CPU time used by the VM (its VMM process).',
       labelNames: ['namespace', 'vm'],
       registers: [this.registry],
-      collect: async () => {
-        const list = await snapshot();
-        cpu.reset();
-        for (const u of list) {
-          if (u.cpuSeconds !== undefined)
-            cpu.inc({ namespace: u.namespace, vm: u.name }, u.cpuSeconds);
-        }
-      },
+      collect: () => refill(cpu, (u) => u.cpuSeconds),
     });
     vmGauge('imp_vm_memory_rss_bytes', 'Host memory resident for the VM.', (u) => u.rssBytes);
     vmGauge(
