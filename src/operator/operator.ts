@@ -151,15 +151,13 @@ export class Operator {
     const enqueue = (c: Controller, o: KubeObject) => {
       if (this.leading) c.enqueue(keyOf(o.metadata));
     };
+    const vmChanged = (vm: ImpVM) => {
+      this.vmController.seen(keyOf(vm.metadata), vm);
+      enqueue(vms, vm);
+    };
     this.informers.vms.on({
-      added: (vm) => {
-        this.vmController.seen(keyOf(vm.metadata), vm);
-        enqueue(vms, vm);
-      },
-      updated: (vm) => {
-        this.vmController.seen(keyOf(vm.metadata), vm);
-        enqueue(vms, vm);
-      },
+      added: vmChanged,
+      updated: vmChanged,
       deleted: (vm) => {
         this.vmController.seen(keyOf(vm.metadata), undefined);
         enqueue(vms, vm);
